@@ -1,0 +1,115 @@
+"""`ferbench <verb>`: what every workflow rule calls, and what users call by hand.
+
+Each verb parses its arguments here and hands them to the module that owns the work, so the
+interface is in one place and the modules stay importable without the command line.
+Any FerbenchError becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from ferbench.errors import FerbenchError
+
+
+def _lazy(target: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = target.split(":")
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(module_name), func_name)(args)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ferbench", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("synthesize", help="write procedural face sequences in real dataset layouts")
+    p.add_argument("--out", required=True, help="folder that receives one sub-folder per layout")
+    p.add_argument("--layouts", default="ckplus,oulu,affectnet,afewva,fer2013",
+                   help="comma-separated layouts to write (default: %(default)s)")
+    p.add_argument("--subjects", type=int, default=24, help="identities (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=8, help="frames per sequence, neutral to apex")
+    p.add_argument("--size", type=int, default=96, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_lazy("ferbench.synthetic:main"))
+
+    p = verbs.add_parser("inspect", help="what a dataset root holds, under its default protocol")
+    p.add_argument("dataset")
+    p.add_argument("root")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.add_argument("--strict", action="store_true", help="an unreadable sample is an error")
+    p.add_argument("--verify", action="store_true", help="decode every image (slow on large sets)")
+    p.add_argument("--fold-file", help="CSV subject,fold overriding the sorted-ID fold rule")
+    p.set_defaults(func=_lazy("ferbench.inspection:main"))
+
+    p = verbs.add_parser("prepare", help="read a dataset and cache its aligned faces once")
+    p.add_argument("dataset")
+    p.add_argument("root")
+    p.add_argument("--out", required=True, help="cache folder for this dataset, e.g. cache/ckplus")
+    p.add_argument("--size", type=int, nargs="+", default=[64], help="face side(s) in pixels")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    p.add_argument("--margin", type=float, default=0.2, help="context around the face box")
+    p.add_argument("--strict", action="store_true")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(func=_lazy("ferbench.preprocess:main"))
+
+    p = verbs.add_parser("folds", help="assign folds/splits from a cached sample table")
+    p.add_argument("dataset")
+    p.add_argument("--cache", required=True, help="the dataset's cache folder")
+    p.add_argument("--out", required=True, help="folds parquet to write")
+    p.add_argument("--protocol", default=None, help="protocol name (default: the dataset's)")
+    p.add_argument("--fold-file", help="CSV subject,fold overriding the sorted-ID fold rule")
+    p.set_defaults(func=_lazy("ferbench.protocols:main"))
+
+    for verb, target, text in (
+        ("pretrain", "ferbench.engine:main_pretrain", "a method's self-supervised/sequence stage"),
+        ("train", "ferbench.engine:main_train", "one job: dataset x method x fold x seed"),
+    ):
+        p = verbs.add_parser(verb, help=text)
+        p.add_argument("--config", required=True, help="params.yaml (already validated)")
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--method", required=True)
+        p.add_argument("--fold", type=int, required=True)
+        p.add_argument("--seed", type=int, required=True)
+        p.add_argument("--cache", required=True, help="the dataset's cache folder")
+        p.add_argument("--folds", required=True, help="the dataset's folds parquet")
+        p.add_argument("--out", required=True, help="run folder for the artefacts")
+        p.add_argument("--pretrained", help="checkpoint of the pretraining stage")
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=_lazy(target))
+
+    p = verbs.add_parser("aggregate", help="paper-style tables and figures from all runs")
+    p.add_argument("--runs", required=True, help="results/runs")
+    p.add_argument("--config", required=True, help="params.yaml")
+    p.add_argument("--tables", required=True, help="output folder for the tables")
+    p.add_argument("--figures", required=True, help="output folder for the figures")
+    p.add_argument("--summary", required=True, help="summary JSON for DVC metrics")
+    p.add_argument("--plots", required=True, help="per-fold scores CSV for DVC plots")
+    p.set_defaults(func=_lazy("ferbench.report.aggregate:main"))
+
+    p = verbs.add_parser("validate-config", help="check params.yaml against its schema")
+    p.add_argument("config")
+    p.set_defaults(func=_lazy("ferbench.config:main"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except FerbenchError as err:
+        print(f"ferbench {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""params.yaml: loading, schema validation, and the settings one training job sees."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ferbench.errors import FerbenchError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
+
+#: Budget keys a method may override (the training schedule); everything else in a
+#: method's block is the method's own hyperparameters.
+TRAIN_KEYS = (
+    "backbone", "image_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
+    "checkpoint_every", "eval_batch_size",
+)
+
+
+def load_config(path: str | Path, validate: bool = True) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FerbenchError(f"{path}: config file does not exist") from None
+    except yaml.YAMLError as err:
+        raise FerbenchError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(config, dict):
+        raise FerbenchError(f"{path}: expected a mapping at the top level")
+    if validate:
+        validate_config(config, where=str(path))
+    return config
+
+
+def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
+    """Check the config against the JSON schema; one line naming the offending key."""
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise FerbenchError(f"{where}: {key}: {err.message}")
+    budget = config["budget"]
+    if budget not in config["budgets"]:
+        raise FerbenchError(f"{where}: budget: {budget!r} is not a key of budgets")
+    for name in config["run"]["datasets"]:
+        if name not in config["datasets"]:
+            raise FerbenchError(f"{where}: run.datasets: {name!r} has no entry under datasets")
+    for name in config["run"]["methods"]:
+        if name not in config["methods"]:
+            raise FerbenchError(f"{where}: run.methods: {name!r} has no entry under methods")
+
+
+def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
+    """Everything one training job needs: budget schedule, overridden by the method's block.
+
+    Returns {"train": {...schedule...}, "method": {...method's own keys...},
+    "protocol": {...}, "dataset": name, "method_name": name, "metrics": {...}}.
+    """
+    try:
+        budget = copy.deepcopy(config["budgets"][config["budget"]])
+        method_block = copy.deepcopy(config["methods"][method])
+        dataset_block = config["datasets"][dataset]
+    except KeyError as err:
+        raise FerbenchError(f"config: no entry for {err.args[0]!r}") from None
+    train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
+    for key in TRAIN_KEYS:
+        if key in method_block:
+            train[key] = method_block.pop(key)
+    return {
+        "dataset": dataset,
+        "method_name": method,
+        "train": train,
+        "method": method_block,
+        "protocol": copy.deepcopy(dataset_block.get("protocol", {})),
+        "metrics": copy.deepcopy(config.get("metrics", {})),
+    }
+
+
+def main(args: argparse.Namespace) -> int:
+    load_config(args.config)
+    print(f"{args.config}: valid")
+    return 0

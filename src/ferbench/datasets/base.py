@@ -1,0 +1,195 @@
+"""The common sample table every reader produces, and the reader interface.
+
+A reader only finds and labels: it never decodes pixels for training and never resizes.
+One on-disk layout, one reader; a reader detects which variant of its dataset it was given.
+
+Sample table columns (one row per image/frame), in this order:
+
+==========  =========  ===============================================================
+sample_id   str        unique within the dataset (e.g. ``S005_001_00000011``)
+dataset     str        registry name (``ckplus``, ``affectnet`` ...)
+subject     str|None   identity; None where the dataset has none (FER-2013, AffectNet)
+sequence    str|None   sequence/video id, unique across subjects; None for stills
+frame       Int64      frame number within the sequence (as in the file name); <NA> for stills
+path        str        file relative to the root; ``file#key`` for images inside a container
+                       (``fer2013.csv#17`` = CSV data row 17, ``001.avi#35`` = video frame 35)
+emotion     str|None   canonical name (EMOTIONS). For sequence datasets it is the sequence's
+                       label on every frame of a labelled sequence; None when unlabelled/dropped
+valence     float      in [-1, 1]; NaN when the dataset has none
+arousal     float      in [-1, 1]; NaN when the dataset has none
+split       str|None   "train" / "val" / "test" for datasets with an official split, else None
+apex        bool       True on the frame the sequence label names (CK+ label file frame,
+                       last frame for Oulu, annotated apex for MMI); False for stills
+box         object     [x, y, w, h] in original pixels, or None
+landmarks   object     flat [x0, y0, x1, y1, ...] in original pixels, or None
+==========  =========  ===============================================================
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from ferbench.errors import FerbenchError
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral", "anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise",
+)
+
+COLUMNS: tuple[str, ...] = (
+    "sample_id", "dataset", "subject", "sequence", "frame", "path", "emotion",
+    "valence", "arousal", "split", "apex", "box", "landmarks",
+)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class ReadResult:
+    """What a reader found: the sample table, what it had to skip (reason -> count), the variant."""
+
+    table: pd.DataFrame
+    skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    variant: str = ""
+    #: True when the images are already face crops (CK+48, FER-2013, Aff-Wild2 cropped_aligned):
+    #: ``prepare`` then resizes the whole image instead of detecting a face.
+    precropped: bool = False
+
+
+class SkipLog:
+    """Counts skipped samples by reason; in strict mode the first skip is an error naming the file."""
+
+    def __init__(self, strict: bool = False) -> None:
+        self.strict = strict
+        self.counts: collections.Counter = collections.Counter()
+
+    def skip(self, reason: str, where: str | Path) -> None:
+        if self.strict:
+            raise FerbenchError(f"{where}: {reason} (--strict)")
+        self.counts[reason] += 1
+
+
+def make_table(rows: Iterable[dict[str, Any]], dataset: str) -> pd.DataFrame:
+    """Build a sample table with the canonical columns and dtypes from row dicts.
+
+    Missing keys get their null (None / NaN / False). Raises if sample_id is not unique or an
+    emotion is not canonical, so a reader bug cannot reach training.
+    """
+    records = []
+    for row in rows:
+        rec = {c: row.get(c) for c in COLUMNS}
+        rec["dataset"] = dataset
+        rec["apex"] = bool(row.get("apex", False))
+        for key in ("valence", "arousal"):
+            value = row.get(key)
+            rec[key] = math.nan if value is None else float(value)
+        records.append(rec)
+    table = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+    table["frame"] = table["frame"].astype("Int64")
+    for key in ("valence", "arousal"):
+        table[key] = table[key].astype("float64")
+    table["apex"] = table["apex"].astype(bool)
+    for key in ("sample_id", "dataset", "subject", "sequence", "path", "emotion", "split"):
+        table[key] = table[key].astype(object).where(table[key].notna(), None)
+    dupes = table["sample_id"][table["sample_id"].duplicated()]
+    if len(dupes):
+        raise FerbenchError(f"{dataset}: duplicate sample_id {dupes.iloc[0]!r}")
+    bad = set(table["emotion"].dropna()) - set(EMOTIONS)
+    if bad:
+        raise FerbenchError(f"{dataset}: non-canonical emotion {sorted(bad)[0]!r}")
+    bad_split = set(table["split"].dropna()) - set(SPLITS)
+    if bad_split:
+        raise FerbenchError(f"{dataset}: unknown split {sorted(bad_split)[0]!r}")
+    return table
+
+
+class Reader(abc.ABC):
+    """One dataset's on-disk layouts -> the sample table, plus pixel access for ``prepare``."""
+
+    name: ClassVar[str]
+    #: "sequence" (CK+, MMI, Oulu, AFEW-VA, Aff-Wild2) or "image" (AffectNet, FER-2013, JAFFE)
+    kind: ClassVar[str]
+    #: "classification", "va" or "both"
+    task: ClassVar[str]
+
+    @abc.abstractmethod
+    def read(self, root: Path, strict: bool = False) -> ReadResult:
+        """Find and label every sample under ``root``.
+
+        Raises FerbenchError (naming the path) when ``root`` is missing or is not a recognisable
+        layout of this dataset, or a label file is malformed in a way that makes the whole
+        dataset untrustworthy. Individual bad samples are counted in ``ReadResult.skipped``
+        (or raise in strict mode).
+        """
+
+    @abc.abstractmethod
+    def load_image(self, root: Path, row: pd.Series) -> np.ndarray:
+        """Decode one sample's pixels: uint8, HxW (grey) or HxWx3 (RGB), original size.
+
+        Raises FerbenchError naming the file when it is unreadable or truncated.
+        """
+
+    def iter_images(self, root: Path, table: pd.DataFrame) -> Iterator[np.ndarray | FerbenchError]:
+        """Pixels for every row of ``table`` in order; a failure is yielded, not raised.
+
+        Readers of container formats (CSV pixels, videos) override this to decode in one pass.
+        """
+        for _, row in table.iterrows():
+            try:
+                yield self.load_image(root, row)
+            except FerbenchError as err:
+                yield err
+
+
+def require_root(root: Path, dataset: str) -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise FerbenchError(f"{root}: dataset root for {dataset} does not exist")
+    if not root.is_dir():
+        raise FerbenchError(f"{root}: dataset root for {dataset} is not a directory")
+    return root
+
+
+def to_uint8_image(image: Any, where: str | Path) -> np.ndarray:
+    """A PIL image (any mode: palette, 16-bit, RGBA, CMYK) -> uint8 HxW grey or HxWx3 RGB."""
+    from PIL import Image
+
+    try:
+        image.load()
+        if image.mode in ("L", "RGB"):
+            converted = image
+        elif image.mode in ("1", "P", "LA", "I", "I;16", "I;16B", "F") and not _palette_is_colour(image):
+            converted = image.convert("L")
+        else:
+            converted = image.convert("RGB")
+        return np.asarray(converted, dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as err:
+        raise FerbenchError(f"{where}: unreadable image ({err})") from err
+
+
+def _palette_is_colour(image: Any) -> bool:
+    if image.mode != "P":
+        return False
+    palette = image.getpalette() or []
+    rgb = np.asarray(palette[: (len(palette) // 3) * 3]).reshape(-1, 3)
+    return bool(len(rgb)) and not (np.all(rgb[:, 0] == rgb[:, 1]) and np.all(rgb[:, 1] == rgb[:, 2]))
+
+
+def open_image(path: Path) -> np.ndarray:
+    """Decode an image file with PIL into uint8 grey/RGB; one clear error naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return to_uint8_image(image, path)
+    except FileNotFoundError as err:
+        raise FerbenchError(f"{path}: image file is missing") from err
+    except (OSError, ValueError, SyntaxError) as err:
+        raise FerbenchError(f"{path}: unreadable image ({err})") from err
