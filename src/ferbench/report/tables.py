@@ -1,0 +1,321 @@
+"""Tables per dataset (Markdown, LaTeX booktabs, CSV) and per seed paper (published beside ours)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ferbench.io import write_text
+from ferbench.report.aggregate import (
+    Outputs, Run, data_label, metric_order, safe_name, variant_order,
+)
+from ferbench.report.published import PAPERS, Block, Paper, Row
+
+DASH = "—"
+DIGITS = 4  # per-dataset tables: metrics in their stored units (accuracy 0..1)
+DATA_TEXT = {
+    "synthetic": "synthetic faces (`ferbench synthesize`): a pipeline check, NOT comparable "
+                 "with published numbers",
+    "real": "the real dataset",
+    "synthetic (per config)": "synthetic faces per the config's dataset root (the runs do not "
+                              "record it): NOT comparable with published numbers",
+    "unspecified": "not recorded by the runs (no extra.data in metrics.json) nor in the config",
+}
+TASK_TITLE = {"classification": "classification", "va": "valence/arousal regression"}
+NAN_NOTE = ("† some runs gave NaN for this metric (undefined, e.g. a correlation of constant "
+            "predictions); the mean is over the other runs")
+SINGLE_NOTE = "A cell without ± comes from a single run (no std)."
+
+
+def describe_data(labels: set[str]) -> str:
+    if not labels:
+        return "no runs yet"
+    return "; ".join(f"{label}: {DATA_TEXT.get(label, label)}" for label in sorted(labels))
+
+
+def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float = 1.0) -> str:
+    if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "NaN" if n_runs else DASH
+    text = f"{mean * scale:.{digits}f}"
+    if n > 1 and not math.isnan(std):
+        text += f" ± {std * scale:.{digits}f}"
+    if n < n_runs:
+        text += " †"
+    return text
+
+
+# ------------------------------------------------------------------------------ rendering
+def markdown_table(header: list[str], rows: list[list[str]], numeric: set[int]) -> str:
+    def esc(text: str) -> str:
+        return str(text).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "|" + "|".join("---:" if i in numeric else "---" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+    "±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "×": r"$\times$", "`": "",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def latex_table(caption: str, label: str, header_rows: list[str], rows: list[list[str]],
+                align: str) -> str:
+    """A booktabs table; ``header_rows`` are already LaTeX, body cells are escaped here."""
+    body = [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
+    return "\n".join([
+        r"\begin{table}[htbp]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{latex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        *header_rows,
+        r"\midrule",
+        *body,
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+        "",
+    ])
+
+
+# ------------------------------------------------------------------------------ per dataset
+def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
+                         notes: list[str]) -> None:
+    for group in sorted(summary["group"].unique()):
+        sub = summary[summary["group"] == group]
+        group_runs = [r for r in runs if r.group == group]
+        md = [f"# Results: {group}\n",
+              "All numbers here are **ours** (this benchmark): mean ± sample std (ddof=1) over "
+              "folds × seeds. Published numbers sit beside ours in `paper_*.md`.\n"]
+        tex = [f"% ferbench aggregate: results for {latex_escape(group)}. All numbers are ours "
+               f"(mean $\\pm$ sample std over folds x seeds).\n"]
+        for task in [t for t in ("classification", "va") if t in set(sub["task"])]:
+            part = sub[sub["task"] == task]
+            task_runs = [r for r in group_runs if r.task == task]
+            meta = _meta_lines(task_runs)
+            metrics = metric_order(task, set(part["metric"]))
+            header = ["Method", "Backbone", "Runs", "Data", *metrics]
+            rows, flags = [], set()
+            for variant in variant_order(set(part["variant"])):
+                vpart = part[part["variant"] == variant].set_index("metric")
+                vruns = [r for r in task_runs if r.variant == variant]
+                row = [variant, ", ".join(sorted({r.backbone for r in vruns})), str(len(vruns)),
+                       data_label({r.data for r in vruns})]
+                for m in metrics:
+                    if m not in vpart.index:
+                        row.append(DASH)
+                        continue
+                    s = vpart.loc[m]
+                    text = cell(s["mean"], s["std"], int(s["n"]), int(s["n_runs"]), DIGITS)
+                    if "†" in text:
+                        flags.add("†")
+                    if int(s["n"]) == 1:
+                        flags.add("single")
+                    row.append(text)
+                rows.append(row)
+            md.append(f"## Task: {TASK_TITLE[task]}\n")
+            md.extend(f"- {line}" for line in meta)
+            md.append("")
+            md.append(markdown_table(header, rows, numeric={2, *range(4, len(header))}))
+            footnotes = ([NAN_NOTE] if "†" in flags else []) + \
+                        ([SINGLE_NOTE] if "single" in flags else []) + \
+                        [f"Left out: {n}." for n in notes]
+            md.extend(footnotes)
+            md.append("")
+            caption = (f"{group}, {TASK_TITLE[task]}: ours, mean ± std over folds × seeds; "
+                       + "; ".join(meta))
+            head = " & ".join(latex_escape(h) for h in header) + r" \\"
+            label = f"tab:{safe_name(group).replace('_', '-')}-{task}"
+            tex.append(latex_table(caption, label, [head], rows, "llrl" + "r" * len(metrics)))
+        csv = sub.loc[:, [
+            "group", "dataset", "task", "num_classes", "method", "backbone", "variant", "data",
+            "metric", "mean", "std", "n", "n_runs"]]
+        stem = safe_name(group)
+        write_text(out.path(f"{stem}.md"), "\n".join(md))
+        write_text(out.path(f"{stem}.tex"), "\n".join(tex))
+        write_text(out.path(f"{stem}.csv"), csv.to_csv(index=False))
+
+
+def _meta_lines(runs: list[Run]) -> list[str]:
+    lines = [f"Ours obtained on: {describe_data({r.data for r in runs})}"]
+    classes = {r.classes for r in runs if r.classes}
+    if classes:
+        lines.append("Classes: " + " | ".join(", ".join(c) for c in sorted(classes)))
+    lines.append("Budget: " + ", ".join(sorted({r.budget for r in runs})))
+    lines.append("Folds: " + ", ".join(str(f) for f in sorted({r.fold for r in runs}))
+                 + "; seeds: " + ", ".join(str(s) for s in sorted({r.seed for r in runs})))
+    return lines
+
+
+# ------------------------------------------------------------------------------ per paper
+@dataclass
+class Stat:
+    mean: float = math.nan
+    std: float = math.nan
+    n: int = 0
+    n_runs: int = 0
+
+
+@dataclass
+class PaperRow:
+    row: Row
+    method: str | None
+    backbones: str
+    data: str
+    runs: int
+    ours: list[Stat]
+    legacy: list[Stat]
+
+
+def block_rows(block: Block, scores: pd.DataFrame) -> list[PaperRow]:
+    relevant = _block_scores(block, scores)
+    rows = list(block.rows)
+    # Runs of a backbone-specific method on a backbone no row names: an "ours only" row each.
+    specific = {m for r in block.rows if r.backbone and len(r.ours) == 1 for m in r.ours}
+    agnostic = {m for r in block.rows if not r.backbone for m in r.ours}
+    for method in sorted(specific - agnostic):
+        named = {r.backbone for r in block.rows if r.ours == (method,)}
+        for backbone in sorted(set(relevant.loc[relevant["method"] == method, "backbone"]) - named):
+            rows.append(Row(f"{method} on {backbone} (ours only; no published row)", (method,),
+                            (None,) * len(block.columns), backbone))
+    return [_paper_row(block, row, relevant) for row in rows]
+
+
+def _block_scores(block: Block, scores: pd.DataFrame) -> pd.DataFrame:
+    sel = scores[(scores["dataset"] == block.dataset)
+                 & scores["task"].isin({c.task for c in block.columns})]
+    if block.num_classes is not None:
+        keep = (sel["task"] != "classification") | (sel["num_classes"] == block.num_classes)
+        sel = sel[keep.fillna(False).astype(bool)]
+    return sel
+
+
+def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
+    chosen, sel = None, relevant.iloc[0:0]
+    for method in row.ours:
+        cand = relevant[relevant["method"] == method]
+        if row.backbone:
+            cand = cand[cand["backbone"] == row.backbone]
+        metrics = {c.metric for c in block.columns}
+        if cand["metric"].isin(metrics).any():
+            chosen, sel = method, cand
+            break
+    ours, legacy, used = [], [], set()
+    for col in block.columns:
+        for prefix, target in (("", ours), ("legacy_", legacy)):
+            values = sel.loc[(sel["task"] == col.task) & (sel["metric"] == prefix + col.metric)]
+            if prefix == "":
+                used.update(values["run"])
+            finite = values["value"].dropna() * col.scale
+            target.append(Stat(mean=float(finite.mean()) if len(finite) else math.nan,
+                               std=float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
+                               n=len(finite), n_runs=len(values)))
+    used_rows = sel[sel["run"].isin(used)]
+    return PaperRow(
+        row=row, method=chosen,
+        backbones=", ".join(sorted(set(used_rows["backbone"]))) or DASH,
+        data=data_label(set(used_rows["data"])) if len(used_rows) else DASH,
+        runs=len(used), ours=ours, legacy=legacy)
+
+
+def _paper_cells(block: Block, prow: PaperRow, legacy: bool) -> list[str]:
+    stats = prow.legacy if legacy else prow.ours
+    cells = []
+    for col, pub, stat in zip(block.columns, prow.row.published, stats):
+        cells.append(pub if pub is not None else DASH)
+        cells.append(cell(stat.mean, stat.std, stat.n, stat.n_runs, col.digits))
+    return cells
+
+
+def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
+                       papers: tuple[Paper, ...] = PAPERS) -> None:
+    for paper in papers:
+        md = [f"# {paper.key}: {paper.title}\n", f"{paper.citation}\n"]
+        tex = [f"% ferbench aggregate: {latex_escape(paper.key)}. {latex_escape(paper.citation)}\n"]
+        csv_rows = []
+        all_data: set[str] = set()
+        sections = []
+        for b, block in enumerate(paper.blocks):
+            prows = block_rows(block, scores)
+            all_data.update(p.data for p in prows if p.runs)
+            has_legacy = any(s.n_runs for p in prows for s in p.legacy)
+            sections.append((b, block, prows, has_legacy))
+        md.append("**Published** columns are copied from the paper (table cited per block), in "
+                  "the paper's units. **Ours** columns are this benchmark: mean ± sample std "
+                  "(ddof=1) over folds × seeds; " + DASH + " = not run here, or no published "
+                  "value.\n")
+        md.append(f"**Ours obtained on:** {describe_data(all_data)}.\n")
+        for note in paper.notes:
+            md.append(f"- {note}")
+        if paper.notes:
+            md.append("")
+        for b, block, prows, has_legacy in sections:
+            md.append(f"## {block.title}\n")
+            classes = f", {block.num_classes}-class runs only" if block.num_classes else ""
+            md.append(f"Published: {block.source}. Ours: dataset `{block.dataset}`{classes}."
+                      + (f" {block.note}" if block.note else "") + "\n")
+            variants = [("ours", False)] + ([("ours, legacy metric mode", True)] if has_legacy
+                                            else [])
+            for title, legacy in variants:
+                header = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: data",
+                          "Ours: runs"]
+                for col in block.columns:
+                    header += [f"{col.label} published", f"{col.label} {title}"]
+                rows = [[p.row.label, p.method or DASH, p.backbones, p.data, str(p.runs)]
+                        + _paper_cells(block, p, legacy) for p in prows]
+                if legacy:
+                    md.append("Ours recomputed with the authors' metric code (legacy mode):\n")
+                md.append(markdown_table(header, rows, numeric=set(range(4, len(header)))))
+                tex.append(_paper_latex(paper, b, block, rows, title))
+            flags = [c for p in prows for c in _paper_cells(block, p, False)
+                     + _paper_cells(block, p, True)]
+            if any("†" in c for c in flags):
+                md.append(NAN_NOTE + "\n")
+            for p in prows:
+                for col, pub, stat, lstat in zip(block.columns, p.row.published, p.ours, p.legacy):
+                    csv_rows.append({
+                        "paper": paper.key, "block": block.title, "source": block.source,
+                        "dataset": block.dataset, "row": p.row.label,
+                        "ours_method": p.method or "", "ours_backbone": p.backbones,
+                        "ours_data": p.data, "ours_runs": p.runs, "column": col.label,
+                        "metric": col.metric, "published": float(pub) if pub else math.nan,
+                        "ours_mean": stat.mean, "ours_std": stat.std, "ours_n": stat.n,
+                        "legacy_mean": lstat.mean, "legacy_std": lstat.std, "legacy_n": lstat.n,
+                    })
+        md.extend(f"Left out: {n}." for n in notes)
+        write_text(out.path(f"{paper.key}.md"), "\n".join(md) + "\n")
+        write_text(out.path(f"{paper.key}.tex"), "\n".join(tex))
+        write_text(out.path(f"{paper.key}.csv"), pd.DataFrame(csv_rows).to_csv(index=False))
+
+
+def _paper_latex(paper: Paper, b: int, block: Block, rows: list[list[str]], title: str) -> str:
+    n_meta = 5
+    top = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: data", "Runs"]
+    first = " & ".join(latex_escape(h) for h in top[:n_meta])
+    spans, rules = [], []
+    for i, col in enumerate(block.columns):
+        start = n_meta + 2 * i + 1
+        spans.append(rf"\multicolumn{{2}}{{c}}{{{latex_escape(col.label)}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + 1}}}")
+    head1 = first + " & " + " & ".join(spans) + r" \\"
+    head2 = " & " * (n_meta - 1) + " & " + " & ".join(
+        [r"published & " + latex_escape(title)] * len(block.columns)) + r" \\"
+    mode = " in legacy metric mode" if "legacy" in title else ""
+    caption = (f"{paper.title}: {block.title}. Published: {block.source}. "
+               f"Ours{mode}: mean ± std over folds × seeds on dataset {block.dataset}.")
+    suffix = "-legacy" if "legacy" in title else ""
+    label = f"tab:{paper.key.replace('_', '-')}-{b}{suffix}"
+    return latex_table(caption, label, [head1, "".join(rules), head2], rows,
+                       "lllll" + "rr" * len(block.columns))

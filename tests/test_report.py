@@ -1,0 +1,398 @@
+"""`ferbench aggregate` on fake run folders with hand-chosen metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ferbench import cli
+from ferbench.errors import FerbenchError
+from ferbench.report import aggregate
+from ferbench.report.published import PAPERS
+
+PNG = b"\x89PNG\r\n\x1a\n"
+CK_CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+VA = ["valence_rmse", "valence_pcc", "valence_ccc", "valence_sagr",
+      "arousal_rmse", "arousal_pcc", "arousal_ccc", "arousal_sagr"]
+
+
+def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *,
+              task: str = "classification", metrics: dict, legacy: dict | None = None,
+              classes: list[str] | None = None, confusion=None, backbone: str = "smallcnn",
+              budget: str = "demo", data: str | None = "synthetic", drop: tuple = ()) -> Path:
+    obj = {"dataset": dataset, "method": method, "fold": fold, "seed": seed, "task": task,
+           "metrics": metrics, "n_train": 100, "n_test": 20, "steps": 50, "wall_s": 1.5,
+           "budget": budget, "backbone": backbone, "extra": {"data": data} if data else {}}
+    if task == "classification":
+        classes = classes or CK_CLASSES
+        obj["classes"] = classes
+        obj["confusion"] = confusion if confusion is not None else [
+            [3 if i == j else 0 for j in range(len(classes))] for i in range(len(classes))]
+    if legacy is not None:
+        obj["legacy_metrics"] = legacy
+    for key in drop:
+        obj.pop(key)
+    path = root / dataset / method / f"fold{fold}" / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))   # json writes NaN as NaN, as the engine's json.dumps does
+    return path
+
+
+def va(v: float, a: float) -> dict:
+    return {k: (v if k.startswith("valence") else a) for k in VA}
+
+
+def make_runs(root: Path) -> None:
+    # ckplus, supervised: accuracy 0.80, 0.90, 0.70 -> mean 0.80,
+    #   sample std sqrt((0^2 + 0.1^2 + 0.1^2) / (3 - 1)) = 0.1
+    #   macro_f1 0.60, 0.70, 0.80 -> mean 0.70, std 0.1
+    for fold, (acc, f1) in enumerate([(0.80, 0.60), (0.90, 0.70), (0.70, 0.80)]):
+        write_run(root, "ckplus", "supervised", fold, metrics={"accuracy": acc, "macro_f1": f1})
+    # ckplus, gcnet_s1r1: 0.95, 0.85 -> mean 0.90, std sqrt((0.05^2 + 0.05^2) / 1) = 0.070711
+    #   (with legacy_metrics: classification has no legacy variant, so they are not repeated)
+    for fold, acc in enumerate([0.95, 0.85]):
+        write_run(root, "ckplus", "gcnet_s1r1", fold, metrics={"accuracy": acc, "macro_f1": acc},
+                  legacy={"accuracy": acc, "macro_f1": acc})
+    # fer2013, triplet_m12_full_ft: one run, 0.5 -> 50.00 in paper_000 (no std)
+    write_run(root, "fer2013", "triplet_m12_full_ft", 0, metrics={"accuracy": 0.5, "macro_f1": 0.4},
+              data="real")
+    # afewva, caf on resnet18: valence 0.2/0.4, arousal 0.3/0.5 -> means 0.3 and 0.4, std 0.141421
+    #   valence_pcc NaN in fold 1 -> mean over fold 0 only (0.2), flagged; legacy = 2 x textbook
+    #   mean_ccc per run = (0.2+0.3)/2 = 0.25 and (0.4+0.5)/2 = 0.45 -> mean 0.35
+    m0, m1 = va(0.2, 0.3), va(0.4, 0.5)
+    m1["valence_pcc"] = math.nan
+    write_run(root, "afewva", "caf", 0, task="va", metrics=m0, backbone="resnet18",
+              legacy={k: 2 * v for k, v in m0.items()})
+    write_run(root, "afewva", "caf", 1, task="va", metrics=m1, backbone="resnet18",
+              legacy={k: 2 * v for k, v in m1.items()})
+    # afewva, supervised: a single run with no extra.data
+    write_run(root, "afewva", "supervised", 0, task="va", metrics=va(0.6, 0.7), data=None)
+
+
+def run_aggregate(tmp: Path, runs: Path, budget: str = "demo") -> tuple[int, dict]:
+    cfg = tmp / "params.yaml"
+    cfg.write_text(f"budget: {budget}\n")
+    out = {"tables": tmp / "out" / "tables", "figures": tmp / "out" / "figures",
+           "summary": tmp / "out" / "summary.json", "plots": tmp / "out" / "plots.csv"}
+    code = cli.main(["aggregate", "--runs", str(runs), "--config", str(cfg),
+                     "--tables", str(out["tables"]), "--figures", str(out["figures"]),
+                     "--summary", str(out["summary"]), "--plots", str(out["plots"])])
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("agg")
+    make_runs(tmp / "runs")
+    code, out = run_aggregate(tmp, tmp / "runs")
+    assert code == 0
+    return out
+
+
+def md_row(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{text}")
+
+
+def md_header(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no header starting {first_cell!r}")
+
+
+# ------------------------------------------------------------------------------ dataset tables
+def test_dataset_csv_mean_and_sample_std(done):
+    csv = pd.read_csv(done["tables"] / "ckplus.csv").set_index(["variant", "metric"])
+    assert csv.loc[("supervised", "accuracy"), "mean"] == pytest.approx(0.80)
+    assert csv.loc[("supervised", "accuracy"), "std"] == pytest.approx(0.10)   # ddof=1
+    assert csv.loc[("supervised", "accuracy"), "n"] == 3
+    assert csv.loc[("supervised", "macro_f1"), "mean"] == pytest.approx(0.70)
+    assert csv.loc[("gcnet_s1r1", "accuracy"), "mean"] == pytest.approx(0.90)
+    assert csv.loc[("gcnet_s1r1", "accuracy"), "std"] == pytest.approx(math.sqrt(0.005))
+    assert not csv.index.get_level_values("metric").str.startswith("legacy_").any()
+    va_csv = pd.read_csv(done["tables"] / "afewva.csv").set_index(["variant", "metric"])
+    assert va_csv.loc[("caf", "valence_rmse"), "mean"] == pytest.approx(0.3)
+    assert va_csv.loc[("caf", "valence_rmse"), "std"] == pytest.approx(math.sqrt(0.02))
+    assert va_csv.loc[("caf", "valence_pcc"), "mean"] == pytest.approx(0.2)   # NaN run left out
+    assert va_csv.loc[("caf", "valence_pcc"), "n"] == 1
+    assert va_csv.loc[("caf", "valence_pcc"), "n_runs"] == 2
+    assert va_csv.loc[("caf", "legacy_arousal_ccc"), "mean"] == pytest.approx(0.8)
+    assert va_csv.loc[("caf", "mean_ccc"), "mean"] == pytest.approx(0.35)
+    assert va_csv.loc[("supervised", "valence_ccc"), "data"] == "unspecified"
+
+
+def test_dataset_markdown_cells(done):
+    md = (done["tables"] / "ckplus.md").read_text()
+    header = md_header(md, "Method")
+    row = md_row(md, "supervised")
+    assert row[header.index("accuracy")] == "0.8000 ± 0.1000"
+    assert row[header.index("Runs")] == "3"
+    assert row[header.index("Data")] == "synthetic"
+    assert md_row(md, "gcnet_s1r1")[header.index("accuracy")] == "0.9000 ± 0.0707"
+    assert "NOT comparable" in md   # synthetic provenance is spelled out
+    va_md = (done["tables"] / "afewva.md").read_text()
+    va_header = md_header(va_md, "Method")
+    assert md_row(va_md, "caf")[va_header.index("valence_pcc")] == "0.2000 †"
+    assert md_row(va_md, "supervised")[va_header.index("valence_rmse")] == "0.6000"  # single run
+    assert "unspecified" in md_row(va_md, "supervised")[va_header.index("Data")]
+
+
+def test_latex_booktabs_and_escaping(done):
+    for name in ("ckplus.tex", "afewva.tex", "paper_003.tex", "paper_004.tex"):
+        tex = (done["tables"] / name).read_text()
+        for rule in (r"\toprule", r"\midrule", r"\bottomrule"):
+            assert rule in tex, (name, rule)
+        body = [line for line in tex.splitlines() if not line.startswith("%")]
+        assert not [line for line in body if re.search(r"(?<!\\)_", line)], name
+    tex = (done["tables"] / "ckplus.tex").read_text()
+    assert r"gcnet\_s1r1" in tex
+    assert r"0.8000 $\pm$ 0.1000" in tex
+
+
+# ------------------------------------------------------------------------------ paper tables
+def test_paper_tables_exist_for_every_seed(done):
+    for paper in PAPERS:
+        for ext in ("md", "tex", "csv"):
+            assert (done["tables"] / f"{paper.key}.{ext}").is_file()
+    assert [p.key for p in PAPERS] == [f"paper_00{i}" for i in range(5)]
+
+
+def test_paper_003_published_beside_ours(done):
+    md = (done["tables"] / "paper_003.md").read_text()
+    ck7 = md.split("## CK+, 7 expressions")[1].split("## ")[0]
+    header = md_header(ck7, "Method (paper)")
+    s1r1 = md_row(ck7, "GCNet S1R1")
+    assert s1r1[header.index("Accuracy (%) published")] == "97.93"
+    assert s1r1[header.index("Accuracy (%) ours")] == "90.00 ± 7.07"
+    base = md_row(ck7, "CNN (baseline)")
+    assert base[header.index("Accuracy (%) published")] == "96.94"
+    assert base[header.index("Ours: method")] == "supervised"      # no cnn_baseline runs
+    assert base[header.index("Accuracy (%) ours")] == "80.00 ± 10.00"
+    s0r0 = md_row(ck7, "GCNet S0R0")
+    assert s0r0[header.index("Accuracy (%) published")] == "97.08"
+    assert s0r0[header.index("Accuracy (%) ours")] == "—"           # not run
+    # The 8-class block must not show our 7-class runs.
+    ck8 = md.split("## CK+, 8 expressions")[1].split("## ")[0]
+    assert md_row(ck8, "GCNet S1R1")[header.index("Accuracy (%) published")] == "97.28"
+    assert md_row(ck8, "GCNet S1R1")[header.index("Accuracy (%) ours")] == "—"
+    mmi = md.split("## MMI")[1].split("## ")[0]
+    assert md_row(mmi, "GCNet S1R1")[header.index("Accuracy (%) published")] == "81.53"
+    oulu = md.split("## Oulu-CASIA")[1]
+    assert md_row(oulu, "GCNet S1R0")[header.index("Accuracy (%) published")] == "86.39"
+    assert "**Published**" in md and "**Ours" in md
+
+
+def test_paper_000_and_001_and_002_and_004(done):
+    md = (done["tables"] / "paper_000.md").read_text()
+    header = md_header(md, "Method (paper)")
+    ct2 = md_row(md, "CT512_2-full_FT (Method 1 then 2)")
+    assert ct2[header.index("Top-1 acc (%) published")] == "69.15"
+    assert ct2[header.index("Top-1 acc (%) ours")] == "50.00"
+    assert ct2[header.index("Ours: data")] == "real"
+    assert md_row(md, "CT512_1-FC_only (Method 1)")[header.index("Top-1 acc (%) published")] == "41.96"
+
+    csv = pd.read_csv(done["tables"] / "paper_001.csv")
+    simclr = csv[(csv["row"] == "SimCLR (VoxCeleb1)")].set_index("metric")
+    assert simclr.loc["macro_f1", "published"] == pytest.approx(57.5)
+    assert simclr.loc["valence_ccc", "published"] == pytest.approx(0.594)
+    assert simclr.loc["arousal_rmse", "published"] == pytest.approx(0.387)
+    assert simclr["ours_mean"].isna().all()
+
+    md2 = (done["tables"] / "paper_002.md").read_text()
+    afew = md2.split("## AFEW-VA")[1].split("Ours recomputed")[0]
+    h2 = md_header(afew, "Method (paper)")
+    caf = md_row(afew, "CAF (R18)")
+    assert caf[h2.index("RMSE (V) published")] == "0.17"
+    assert caf[h2.index("RMSE (V) ours")] == "0.300 ± 0.141"
+    assert caf[h2.index("CCC (A) published")] == "0.54"
+    assert md_row(afew, "CAF (AL)")[h2.index("RMSE (V) ours")] == "—"   # no AlexNet runs
+    affectnet = md2.split("## AffectNet")[1].split("## ")[0]
+    h_aff = md_header(affectnet, "Method (paper)")
+    assert md_row(affectnet, "CAF (ResNet18)")[h_aff.index("RMSE (V) published")] == "0.2186"
+    legacy = md2.split("## AFEW-VA")[1].split("Ours recomputed")[1]
+    hl = md_header(legacy, "Method (paper)")
+    assert md_row(legacy, "CAF (R18)")[hl.index("RMSE (V) ours, legacy metric mode")] == \
+        "0.600 ± 0.283"
+
+    md4 = (done["tables"] / "paper_004.md").read_text()
+    afew4 = md4.split("## AFEW-VA")[1].split("Ours recomputed")[0]
+    h4 = md_header(afew4, "Method (paper)")
+    avce = md_row(afew4, "AVCE (R18)")
+    assert [avce[h4.index(f"{c} published")] for c in ("RMSE (V)", "SAGR (A)", "CCC (A)")] == \
+        ["0.156", "0.876", "0.707"]
+    assert avce[h4.index("CCC (V) ours")] == "—"
+    assert "Supervised baseline" in afew4
+    sup = md_row(afew4, "Supervised baseline (benchmark row, not in the paper)")
+    assert sup[h4.index("RMSE (V) ours")] == "0.600"
+    assert "0.499" in md4.split("## Aff-Wild2")[1]
+
+
+# ------------------------------------------------------------------------------ DVC files, figures
+def test_summary_json(done):
+    summary = json.loads(done["summary"].read_text())
+    assert summary["ckplus"]["supervised"]["accuracy"] == pytest.approx(0.80)
+    assert summary["ckplus"]["gcnet_s1r1"]["macro_f1"] == pytest.approx(0.90)
+    assert summary["afewva"]["caf"]["valence_pcc"] == pytest.approx(0.2)
+    assert summary["fer2013"]["triplet_m12_full_ft"]["accuracy"] == pytest.approx(0.5)
+    assert set(summary) == {"ckplus", "fer2013", "afewva"}
+
+
+def test_plots_csv_rows(done):
+    plots = pd.read_csv(done["plots"])
+    assert list(plots.columns) == ["dataset", "method", "fold", "seed", "metric", "value"]
+    # ckplus 5 runs x 2 metrics + fer2013 1 x 2 + afewva caf 2 x (8 + mean_ccc + 8 legacy +
+    # legacy mean_ccc) + afewva supervised 1 x (8 + mean_ccc) = 10 + 2 + 36 + 9
+    assert len(plots) == 57
+    row = plots[(plots["dataset"] == "ckplus") & (plots["method"] == "supervised")
+                & (plots["fold"] == 1) & (plots["metric"] == "accuracy")]
+    assert row["value"].tolist() == [pytest.approx(0.9)]
+
+
+def test_figures_are_pngs(done):
+    names = {p.name for p in done["figures"].glob("*.png")}
+    assert names == {"ckplus_accuracy.png", "ckplus_confusion_supervised.png",
+                     "ckplus_confusion_gcnet_s1r1.png", "fer2013_accuracy.png",
+                     "fer2013_confusion_triplet_m12_full_ft.png", "afewva_ccc.png"}
+    for name in names:
+        blob = (done["figures"] / name).read_bytes()
+        assert blob.startswith(PNG) and len(blob) > 1000, name
+    assert not list(done["figures"].glob(".*.png*"))   # no temporary files left behind
+
+
+# ------------------------------------------------------------------------------ grouping, staleness
+def test_stale_outputs_removed_and_foreign_files_kept(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    write_run(runs, "fer2013", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    assert run_aggregate(tmp_path, runs)[0] == 0
+    tables = tmp_path / "out" / "tables"
+    (tables / "README.md").write_text("mine")
+    assert (tables / "fer2013.md").exists()
+    for p in (runs / "fer2013").rglob("*"):
+        if p.is_file():
+            p.unlink()
+    code, out = run_aggregate(tmp_path, runs)
+    assert code == 0
+    assert not (tables / "fer2013.md").exists() and not (tables / "fer2013.csv").exists()
+    assert not (out["figures"] / "fer2013_accuracy.png").exists()
+    assert (tables / "ckplus.md").exists() and (tables / "paper_000.md").exists()
+    assert (tables / "README.md").read_text() == "mine"
+    assert "fer2013" not in json.loads(out["summary"].read_text())
+
+
+def test_class_counts_and_backbones_are_not_mixed(tmp_path):
+    runs = tmp_path / "runs"
+    eight = CK_CLASSES + ["neutral"]
+    write_run(runs, "ckplus", "gcnet_s1r1", 0, metrics={"accuracy": 0.7, "macro_f1": 0.7})
+    (runs / "ckplus8").mkdir(parents=True)
+    write_run(runs / "ckplus8", "ckplus", "gcnet_s1r1", 0, classes=eight,
+              metrics={"accuracy": 0.6, "macro_f1": 0.6})
+    write_run(runs, "afewva", "caf", 0, task="va", metrics=va(0.1, 0.1), backbone="resnet18")
+    write_run(runs / "x", "afewva", "caf", 0, task="va", metrics=va(0.3, 0.3),
+              backbone="smallcnn")
+    loaded, _ = aggregate.collect_runs(runs)
+    assert {r.group for r in loaded} == {"ckplus_7cls", "ckplus_8cls", "afewva"}
+    assert {r.variant for r in loaded if r.dataset == "afewva"} == {"caf@resnet18", "caf@smallcnn"}
+    from ferbench.report.tables import block_rows
+    scores = aggregate.scores_frame(loaded)
+    gcnet = [b for b in PAPERS[3].blocks if b.num_classes == 8][0]
+    s1r1 = [p for p in block_rows(gcnet, scores) if p.row.label == "GCNet S1R1"][0]
+    assert s1r1.ours[0].mean == pytest.approx(60.0)
+    afew = PAPERS[4].blocks[0]
+    rows = {p.row.label: p for p in block_rows(afew, scores)}
+    assert rows["CAF (R18)"].ours[0].mean == pytest.approx(0.1)
+    extra = rows["caf on smallcnn (ours only; no published row)"]
+    assert extra.ours[0].mean == pytest.approx(0.3) and extra.row.published[0] is None
+
+
+def test_other_budget_left_out(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    write_run(runs, "ckplus", "supervised", 1, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              budget="paper")
+    loaded, notes = aggregate.collect_runs(runs, budget="demo")
+    assert [r.fold for r in loaded] == [0]
+    assert "1 run(s) of budget paper left out" in notes[0]
+    with pytest.raises(FerbenchError, match="budget 'other'"):
+        aggregate.collect_runs(runs, budget="other")
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_malformed_json_names_the_file(tmp_path):
+    runs = tmp_path / "runs"
+    good = write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    bad = good.parent.parent / "seed1" / "metrics.json"
+    bad.parent.mkdir()
+    bad.write_text('{"dataset": "ckplus", ')
+    with pytest.raises(FerbenchError, match=re.escape(str(bad))):
+        aggregate.collect_runs(runs)
+
+
+@pytest.mark.parametrize("drop", ["seed", "metrics", "confusion", "backbone"])
+def test_missing_key_names_file_and_key(tmp_path, drop):
+    path = write_run(tmp_path, "ckplus", "supervised", 0,
+                     metrics={"accuracy": 0.5, "macro_f1": 0.5}, drop=(drop,))
+    with pytest.raises(FerbenchError) as err:
+        aggregate.collect_runs(tmp_path)
+    assert str(path) in str(err.value) and repr(drop) in str(err.value)
+
+
+def test_missing_metric_and_bad_values(tmp_path):
+    p = write_run(tmp_path / "a", "afewva", "caf", 0, task="va",
+                  metrics={k: 0.1 for k in VA if k != "arousal_sagr"})
+    with pytest.raises(FerbenchError, match=re.escape(f"{p}: missing key metrics.arousal_sagr")):
+        aggregate.collect_runs(tmp_path / "a")
+    p = write_run(tmp_path / "b", "ckplus", "supervised", 0,
+                  metrics={"accuracy": "high", "macro_f1": 0.5})
+    with pytest.raises(FerbenchError, match=re.escape(f"{p}: metrics.accuracy")):
+        aggregate.collect_runs(tmp_path / "b")
+    p = write_run(tmp_path / "c", "ckplus", "supervised", 0,
+                  metrics={"accuracy": 0.5, "macro_f1": 0.5}, confusion=[[1, 2], [3, 4]])
+    with pytest.raises(FerbenchError, match=re.escape(f"{p}: confusion")):
+        aggregate.collect_runs(tmp_path / "c")
+
+
+def test_duplicate_runs_are_an_error(tmp_path):
+    write_run(tmp_path / "a", "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    write_run(tmp_path / "b", "ckplus", "supervised", 0, metrics={"accuracy": 0.6, "macro_f1": 0.6})
+    with pytest.raises(FerbenchError, match="same dataset/method"):
+        aggregate.collect_runs(tmp_path)
+
+
+def test_no_runs_is_a_clear_error_and_nonzero_exit(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    code, out = run_aggregate(tmp_path, tmp_path / "runs")
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "no runs found" in err and str(tmp_path / "runs") in err
+    assert not out["summary"].exists()
+    code, _ = run_aggregate(tmp_path, tmp_path / "does-not-exist")
+    assert code != 0 and "does not exist" in capsys.readouterr().err
+
+
+def test_data_provenance_falls_back_on_the_config(tmp_path):
+    write_run(tmp_path / "runs", "afewva", "caf", 0, task="va", metrics=va(0.1, 0.1), data=None)
+    write_run(tmp_path / "runs", "ckplus", "caf", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+              data=None)
+    write_run(tmp_path / "runs", "fer2013", "caf", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+              data="real")
+    loaded, _ = aggregate.collect_runs(tmp_path / "runs")
+    syn = tmp_path / "data" / "synthetic"
+    config = {"synthetic": {"out": str(syn)},
+              "datasets": {"afewva": {"root": str(syn / "afewva")},
+                           "ckplus": {"root": str(tmp_path / "elsewhere" / "ckplus")},
+                           "fer2013": {"root": str(syn / "fer2013")}}}
+    aggregate.fill_data_from_config(loaded, config)
+    data = {r.dataset: r.data for r in loaded}
+    # Inside synthetic.out -> synthetic; elsewhere is not proof of real data; recorded data wins.
+    assert data == {"afewva": "synthetic (per config)", "ckplus": "unspecified", "fer2013": "real"}
