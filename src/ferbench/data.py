@@ -1,0 +1,272 @@
+"""One fold of one dataset, as a training job sees it, and fast batch gathering.
+
+Images come from the face cache (``faces_{size}.npy``, uint8 [N, C, S, S], memory-mapped);
+labels from the folds table (one row per cached sample). Everything a method indexes is a
+*position*: a row number of the folds table. ``cache_row[pos]`` is the image row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ferbench import protocols
+from ferbench.errors import FerbenchError
+
+
+@dataclasses.dataclass
+class FoldData:
+    """A fold: images (memmap), the folds table, index sets, masks and lookups.
+
+    images        uint8 [N, C, S, S] memmap, indexed by cache row
+    folds         the folds DataFrame (all frames of the dataset)
+    meta          folds.json
+    fold          the test fold
+    indices       {"train", "val", "test"}: int64 positions of protocol samples
+    subject_mask  bool per position: rows (any frame, labelled or not) the fold may train on
+    cache_row     int64 per position
+    label         int64 per position (-1 when not a protocol sample)
+    va            float32 [n, 2] per position (NaN where unknown)
+    """
+
+    images: np.ndarray
+    folds: pd.DataFrame
+    meta: dict[str, Any]
+    fold: int
+    indices: dict[str, np.ndarray]
+    subject_mask: np.ndarray
+    cache_row: np.ndarray
+    label: np.ndarray
+    va: np.ndarray
+    _seq: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, init=False, repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.meta.get("task", "classification")
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.get("classes") or [])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    # -- sequence helpers (vectorised; stills are their own one-frame sequence) ---------------
+    def _seq_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sequence code per position, frame per position as float; NaN frames sort first)."""
+        if self._seq is None:
+            seq = self.folds["sequence"]
+            codes, _ = pd.factorize(seq.astype(object).where(seq.notna(), None), use_na_sentinel=True)
+            codes = codes.astype(np.int64)
+            lone = codes < 0  # no sequence: a unique code per row
+            codes[lone] = codes.max(initial=-1) + 1 + np.arange(int(lone.sum()))
+            frame = self.folds["frame"].astype("Float64").to_numpy(dtype=np.float64, na_value=-np.inf)
+            self._seq = (codes, frame)
+        return self._seq
+
+    def sequence_first(self, positions: np.ndarray) -> np.ndarray:
+        """Position of the first (lowest frame number) row of each position's sequence: the
+        neutral onset frame in CK+/Oulu/MMI-style sequences. Stills map to themselves."""
+        codes, frame = self._seq_keys()
+        order = np.lexsort((np.arange(len(codes)), frame, codes))
+        first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
+        # the first occurrence of each code in (code, frame) order
+        sorted_codes = codes[order]
+        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        first[sorted_codes[starts]] = order[starts]
+        return first[codes[np.asarray(positions, dtype=np.int64)]]
+
+    def sequence_first_row(self, positions: np.ndarray) -> np.ndarray:
+        """Cache row of each position's sequence's first frame (GCNet's reconstruction target)."""
+        return self.cache_row[self.sequence_first(positions)]
+
+    def sequences(self, mask: np.ndarray | None = None) -> list[np.ndarray]:
+        """Positions of each real sequence (frame order), restricted to ``mask`` (default: the
+        training-subject mask); sequences with fewer than 2 frames are left out."""
+        mask = self.subject_mask if mask is None else mask
+        has_seq = self.folds["sequence"].notna().to_numpy(bool) & mask
+        codes, frame = self._seq_keys()
+        pos = np.flatnonzero(has_seq)
+        if not len(pos):
+            return []
+        order = pos[np.lexsort((pos, frame[pos], codes[pos]))]
+        c = codes[order]
+        cuts = np.flatnonzero(c[1:] != c[:-1]) + 1
+        return [s for s in np.split(order, cuts) if len(s) >= 2]
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FerbenchError(f"{path}: {what} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FerbenchError(f"{path}: {what} is not valid JSON ({err})") from None
+
+
+def open_images(cache: str | Path, size: int) -> np.ndarray:
+    """Memory-map ``faces_{size}.npy``; a missing size names the sizes that exist."""
+    cache = Path(cache)
+    path = cache / f"faces_{size}.npy"
+    if not path.is_file():
+        have = sorted(p.name for p in cache.glob("faces_*.npy")) if cache.is_dir() else []
+        hint = f"cached: {', '.join(have)}" if have else "no faces_*.npy there"
+        raise FerbenchError(f"{path}: no face cache of size {size} ({hint}; "
+                            f"run `ferbench prepare --size {size}`)")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        raise FerbenchError(f"{path}: unreadable face cache ({err})") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3) \
+            or images.shape[2] != size or images.shape[3] != size:
+        raise FerbenchError(f"{path}: expected uint8 [N, 1|3, {size}, {size}], "
+                            f"got {images.dtype} {list(images.shape)}")
+    return images
+
+
+def load_fold(cache: str | Path, folds_path: str | Path, fold: int, image_size: int,
+              dataset: str | None = None, need_labels: bool = True) -> FoldData:
+    """Open the cache and the folds file, check them against each other, select the fold.
+
+    ``need_labels=False`` (pretraining): a fold without protocol samples is allowed, since
+    pretraining reads frames through ``subject_mask`` only (e.g. an unlabelled sequence set)."""
+    folds_path = Path(folds_path)
+    if not folds_path.is_file():
+        raise FerbenchError(f"{folds_path}: folds file does not exist (run `ferbench folds`)")
+    meta_path = folds_path.with_suffix(".json")
+    meta = _read_json(meta_path, "folds metadata")
+    try:
+        folds = pd.read_parquet(folds_path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise FerbenchError(f"{folds_path}: unreadable folds table ({err})") from None
+    needed = {"cache_row", "label", "fold", "protocol_sample", "split", "subject", "sequence",
+              "frame", "valence", "arousal", "sample_id"}
+    missing = sorted(needed - set(folds.columns))
+    if missing:
+        raise FerbenchError(f"{folds_path}: missing column {missing[0]!r}")
+    for key in ("kind", "n_folds", "task"):
+        if key not in meta:
+            raise FerbenchError(f"{meta_path}: missing key {key!r}")
+    if dataset is not None and meta.get("dataset") not in (None, dataset):
+        raise FerbenchError(f"{meta_path}: folds of dataset {meta['dataset']!r}, not {dataset!r}")
+    images = open_images(cache, image_size)
+    cache_row = folds["cache_row"].to_numpy(np.int64)
+    if len(cache_row) and (cache_row.min() < 0 or cache_row.max() >= len(images)):
+        raise FerbenchError(f"{folds_path}: cache_row out of range for {Path(cache) / f'faces_{image_size}.npy'} "
+                            f"({len(images)} rows)")
+    mask = protocols.training_subject_mask(folds, meta, fold)  # fold range errors name the fold
+    try:
+        indices = protocols.fold_indices(folds, meta, fold)  # so do empty train/test sets
+    except FerbenchError:
+        if need_labels:
+            raise
+        indices = {name: np.zeros(0, dtype=np.int64) for name in ("train", "val", "test")}
+    if not mask.any():
+        raise FerbenchError(f"{folds_path}: fold {fold} leaves no rows to train on")
+    va = np.stack([folds["valence"].to_numpy(np.float32, na_value=np.nan),
+                   folds["arousal"].to_numpy(np.float32, na_value=np.nan)], axis=1)
+    data = FoldData(images=images, folds=folds, meta=meta, fold=int(fold), indices=indices,
+                    subject_mask=np.asarray(mask, bool), cache_row=cache_row,
+                    label=folds["label"].to_numpy(np.int64), va=va)
+    if data.task == "classification" and data.num_classes < 2:
+        raise FerbenchError(f"{meta_path}: classification folds need at least 2 classes")
+    if data.task == "va":
+        bad = ~np.isfinite(va[indices["train"]]).all(axis=1)
+        if bad.any():
+            raise FerbenchError(f"{folds_path}: {int(bad.sum())} training samples lack valence/arousal")
+    return data
+
+
+# -- batch gathering --------------------------------------------------------------------------
+@dataclasses.dataclass
+class HostBatch:
+    """A batch gathered on the host: unique images (sorted rows) and how to expand them."""
+
+    positions: np.ndarray      # int64 [B, k] folds positions
+    images: torch.Tensor       # uint8 [U, C, S, S], U unique cache rows in ascending order
+    inverse: torch.Tensor      # int64 [B * k] index into ``images``
+
+
+def gather(data: FoldData, positions: np.ndarray, pin: bool = False) -> HostBatch:
+    """Read the images of ``positions`` [B, k] with ONE sorted fancy index into the memmap
+    (sequential reads; duplicates read once)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    if positions.ndim == 1:
+        positions = positions[:, None]
+    rows = data.cache_row[positions.reshape(-1)]
+    uniq, inverse = np.unique(rows, return_inverse=True)
+    images = torch.from_numpy(np.ascontiguousarray(data.images[uniq]))
+    if pin:
+        images = images.pin_memory()
+    return HostBatch(positions, images, torch.from_numpy(inverse.astype(np.int64)))
+
+
+class Prefetcher:
+    """Gathers the next batches in a background thread while the device trains on this one.
+
+    numpy's fancy indexing and the pinned copy release the GIL, so this overlaps with compute.
+    The order is fixed before the thread starts, so prefetching never changes the results.
+    """
+
+    def __init__(self, data: FoldData, batches: Iterable[np.ndarray], pin: bool = False,
+                 depth: int = 2) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(data, list(batches), pin),
+                                        daemon=True, name="ferbench-prefetch")
+        self._thread.start()
+
+    def _work(self, data: FoldData, batches: list[np.ndarray], pin: bool) -> None:
+        try:
+            for positions in batches:
+                if self._stop.is_set():
+                    return
+                self._put(gather(data, positions, pin))
+        except BaseException as err:  # re-raised in the consumer
+            self._put(err)
+            return
+        self._put(None)
+
+    def _put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[HostBatch]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,657 @@
+"""One training job: dataset x method x fold x seed (x stage), from cached faces to artefacts.
+
+``ferbench train`` / ``ferbench pretrain`` land here. The job
+
+1. checks its inputs (config entries, method class, fold, cache size, checkpoint) and stops
+   with one clear line *before* training when something is wrong;
+2. trains: batches gathered from the memory-mapped cache by a background thread (one sorted
+   fancy index each), copied to the device (pinned, non-blocking on CUDA), augmented there per
+   sample; bf16 autocast and channels_last on CUDA; no host sync in the loop except every
+   ``LOG_EVERY`` steps;
+3. checkpoints every ``checkpoint_every`` steps (model, optimisers, schedulers, the epoch's batch
+   order, every RNG state, the log so far) to ``checkpoint_last.pt`` and resumes from it when
+   rerun, reaching the same result as an uninterrupted run (bitwise on CPU);
+4. writes its artefacts atomically under ``--out``.
+
+Artefacts of ``train`` (metrics.json is written last: its presence means the job finished)
+  metrics.json         {dataset, method (the run name), fold, seed, task, classes (classification),
+                       metrics: {accuracy, macro_f1} | {valence_rmse, valence_pcc, valence_ccc,
+                       valence_sagr, arousal_rmse, arousal_pcc, arousal_ccc, arousal_sagr},
+                       legacy_metrics (only when config metrics.legacy; same keys),
+                       confusion (classification; rows = true class), n_train, n_test, steps,
+                       wall_s, budget, backbone, device, extra: {method-specific numbers}}
+  predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
+                       va: sample_id, valence, arousal, pred_valence, pred_arousal
+  model.pt             the method's full state_dict (CPU tensors; torch.load(weights_only=True))
+  train_log.csv        step, epoch, lr, each logged loss term (means since the previous row),
+                       val_<metric> on epoch-end rows when the protocol has a validation split
+  run.log              human log; tb/ TensorBoard events; checkpoint_last.pt (resume state)
+Artefacts of ``pretrain``
+  encoder.pt           {method, class, backbone, in_channels, image_size, state: encoder state_dict}
+  metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
+                       logged means}, n_train (frames sampled from), steps, wall_s, budget,
+                       backbone, device, extra}
+  train_log.csv, run.log, tb/, checkpoint_last.pt as above.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ferbench import io
+from ferbench.augment import Augmenter
+from ferbench.config import TRAIN_KEYS, job_settings, load_config
+from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
+from ferbench.errors import FerbenchError
+from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
+
+CHECKPOINT = "checkpoint_last.pt"
+CHECKPOINT_FORMAT = 1
+#: training losses are averaged on the device and read back every LOG_EVERY steps (and at
+#: each epoch's end, where validation runs)
+LOG_EVERY = 10
+#: testing aid: raise after this many steps (after any checkpoint of that step), as a kill would
+KILL_ENV = "FERBENCH_TEST_KILL_AFTER_STEP"
+
+
+class SimulatedKill(RuntimeError):
+    """Raised by the KILL_ENV testing hook."""
+
+
+# -- job setup --------------------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    name = (name or "auto").strip()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FerbenchError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FerbenchError(f"--device {name}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise FerbenchError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise FerbenchError(f"--device: {name!r} is not supported (auto, cpu, cuda, cuda:N)")
+    return device
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, int(threads)))
+    with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
+        torch.set_num_interop_threads(max(1, int(threads)))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def stage_settings(config: dict[str, Any], dataset: str, method: str, stage: str,
+                   config_path: str = "params.yaml") -> dict[str, Any]:
+    """job_settings plus the stage's schedule (a method's ``pretrain:`` block overrides it)."""
+    for key, name in (("datasets", dataset), ("methods", method)):
+        if name not in (config.get(key) or {}):
+            known = ", ".join(sorted(config.get(key) or {}))
+            raise FerbenchError(f"{config_path}: {key}.{name}: no such entry (known: {known})")
+    settings = job_settings(config, dataset, method)
+    settings["method"] = dict(settings["method"] or {})
+    pre = settings["method"].get("pretrain") or {}
+    if not isinstance(pre, dict):
+        raise FerbenchError(f"{config_path}: methods.{method}.pretrain: expected a mapping")
+    unknown = sorted(set(pre) - set(TRAIN_KEYS))
+    if unknown:
+        raise FerbenchError(f"{config_path}: methods.{method}.pretrain.{unknown[0]}: not a training key "
+                            f"(known: {', '.join(TRAIN_KEYS)})")
+    if stage == "pretrain":
+        settings["train"] = {**settings["train"], **pre}
+    missing = [k for k in ("backbone", "image_size", "epochs", "batch_size", "lr") if k not in settings["train"]]
+    if missing:
+        raise FerbenchError(f"{config_path}: budgets.{config.get('budget')}.{missing[0]}: missing")
+    settings["train"].setdefault("checkpoint_every", 500)
+    settings["train"].setdefault("eval_batch_size", settings["train"]["batch_size"])
+    settings["budget"] = config.get("budget")
+    settings["stage"] = stage
+    return settings
+
+
+# -- checkpoint helpers -----------------------------------------------------------------------
+def _rng_state(device: torch.device, gens: dict[str, torch.Generator]) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": random.getstate(),
+        "generators": {name: g.get_state() for name, g in gens.items()},
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device, gens: dict[str, torch.Generator]) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached"]))
+    random.setstate(_tuplify(state["python"]))
+    for name, g in gens.items():
+        g.set_state(state["generators"][name])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """torch.load(weights_only=True); any failure is a FerbenchError naming the file."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FerbenchError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}); delete it to start afresh") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise FerbenchError(f"{path}: not a ferbench checkpoint (format {CHECKPOINT_FORMAT}); "
+                            f"delete it to start afresh")
+    return payload
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    with io.atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+# -- the training loop ------------------------------------------------------------------------
+class Trainer:
+    """Drives one method through one stage on one fold. Used by the CLI and the benchmark."""
+
+    def __init__(self, method: Method, data: FoldData, settings: dict[str, Any], device: torch.device,
+                 seed: int, out: Path | None, progress: bool = False,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.method = method
+        self.data = data
+        self.settings = settings
+        self.schedule = settings["train"]
+        self.device = device
+        self.cuda = device.type == "cuda"
+        self.out = out
+        self.progress = progress
+        self.log = log or (lambda line: None)
+        self.seed = seed
+        self.gen_data = torch.Generator().manual_seed(seed * 2 + 1)
+        self.gen_aug = torch.Generator().manual_seed(seed * 2 + 2)
+        self.augmenter = Augmenter(method.augment_config(), method.in_channels, self.gen_aug)
+        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        self.method.autocast = self.autocast
+        self.step_callbacks: list[Callable[[int], None]] = []
+        self.log_rows: list[dict[str, Any]] = []
+        self.step = 0
+        self.epoch = 0
+        self.index = 0                               # next batch within the epoch
+        self.batches: list[np.ndarray] | None = None  # this epoch's order (None: draw it)
+        self.acc_sums: dict[str, torch.Tensor] = {}
+        self.acc_count = 0
+        self.wall_before = 0.0
+        self.train_seconds = 0.0
+        self.images_seen = 0
+        self.last_losses: dict[str, float] = {}
+        self.tb: Any = None
+        self.t_start = time.perf_counter()
+
+        method.to(device)
+        if self.cuda:
+            method.to(memory_format=torch.channels_last)
+        self.epochs = int(self.schedule["epochs"])
+        self.steps_per_epoch = method.num_batches()
+        self.total_steps = self.epochs * self.steps_per_epoch
+        method.steps_per_epoch, method.total_steps = self.steps_per_epoch, self.total_steps
+        self.optimizers, self.schedulers = method.configure_optimizers()
+        self.checkpoint_every = max(1, int(self.schedule.get("checkpoint_every") or self.total_steps))
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cuda:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # -- batches -----------------------------------------------------------------------------
+    def to_batch(self, host: HostBatch) -> Batch:
+        """Host batch -> device Batch (uint8 images expanded to [B, k, ...]; labels)."""
+        pos = host.positions
+        b, k = pos.shape
+        images = host.images.to(self.device, non_blocking=True)
+        inverse = host.inverse.to(self.device, non_blocking=True)
+        images = images.index_select(0, inverse).view(b, k, *images.shape[1:])
+        first = pos[:, 0]
+        labels = torch.from_numpy(self.data.label[first]).to(self.device, non_blocking=True)
+        va = torch.from_numpy(self.data.va[first]).to(self.device, non_blocking=True)
+        return Batch(positions=pos, images=images, labels=labels, va=va)
+
+    def prepare(self, host: HostBatch, train: bool) -> Batch:
+        batch = self.to_batch(host)
+        views = self.method.transform(batch, self.augmenter, train=train)
+        batch.views = [v.contiguous(memory_format=self.memory_format) for v in views]
+        return batch
+
+    # -- one iteration -----------------------------------------------------------------------
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        m = self.method
+        if m.manual_optimization:
+            out = m.step(batch, self.optimizers)
+        else:
+            with self.autocast():
+                out = m.step(batch)
+            if "loss" not in out:
+                raise RuntimeError(f"{type(m).__name__}.step returned no 'loss'")
+            for opt in self.optimizers:
+                opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            for opt in self.optimizers:
+                opt.step()
+        for sched in self.schedulers:
+            sched.step()
+        return out
+
+    def accumulate(self, out: dict[str, torch.Tensor]) -> None:
+        for key, value in out.items():
+            if not torch.is_tensor(value):
+                continue
+            v = value.detach().float().mean()
+            if key in self.acc_sums:
+                self.acc_sums[key] += v
+            else:
+                self.acc_sums[key] = v.clone()
+        self.acc_count += 1
+
+    def flush_log(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
+        if self.optimizers:
+            row["lr"] = float(self.optimizers[0].param_groups[0]["lr"])
+        if self.acc_count:
+            keys = sorted(self.acc_sums)
+            means = (torch.stack([self.acc_sums[k] for k in keys]) / self.acc_count).tolist()
+            row.update(zip(keys, means))
+            self.last_losses = dict(zip(keys, means))
+        row.update(extra or {})
+        self.acc_sums, self.acc_count = {}, 0
+        self.log_rows.append(row)
+        if self.tb is not None:
+            for key, value in row.items():
+                if key not in ("step", "epoch") and isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(key, value, self.step)
+        return row
+
+    # -- checkpointing -----------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """What a checkpoint must match to be resumed (not how often it is written)."""
+        keep = {k: self.settings.get(k) for k in ("dataset", "method_name", "method", "stage")}
+        keep["train"] = {k: v for k, v in self.schedule.items()
+                         if k not in ("checkpoint_every", "eval_batch_size")}
+        return json.dumps({**keep, "seed": self.seed, "fold": self.data.fold}, sort_keys=True, default=str)
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint(),
+            "step": self.step, "epoch": self.epoch, "index": self.index,
+            "batches": None if self.batches is None else [torch.from_numpy(b) for b in self.batches],
+            "model": self.method.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "rng": _rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
+            "acc": {"sums": {k: v.cpu() for k, v in self.acc_sums.items()}, "count": self.acc_count},
+            "log_rows": copy.deepcopy(self.log_rows),
+            "last_losses": dict(self.last_losses),
+            "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.out is None:
+            return
+        save_torch(self.out / CHECKPOINT, self.checkpoint_state())
+        self.write_log_csv()
+        if hasattr(self.log, "save"):
+            self.log.save()
+        if self.tb is not None:
+            self.tb.flush()
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        if state.get("fingerprint") != self.fingerprint():
+            raise FerbenchError(f"{path}: checkpoint of a different job or configuration; "
+                                f"delete it to start afresh")
+        try:
+            self.method.load_state_dict(state["model"])
+            for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+                opt.load_state_dict(s)
+            for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
+                sched.load_state_dict(s)
+            _set_rng_state(state["rng"], self.device, {"data": self.gen_data, "aug": self.gen_aug})
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise FerbenchError(f"{path}: checkpoint does not fit this job ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0]}); delete it to start afresh") from None
+        self.step, self.epoch, self.index = int(state["step"]), int(state["epoch"]), int(state["index"])
+        self.batches = None if state["batches"] is None else [b.numpy() for b in state["batches"]]
+        self.acc_sums = {k: v.to(self.device) for k, v in state["acc"]["sums"].items()}
+        self.acc_count = int(state["acc"]["count"])
+        self.log_rows = list(state["log_rows"])
+        self.last_losses = dict(state.get("last_losses") or {})
+        self.wall_before = float(state["wall_s"])
+
+    def write_log_csv(self) -> None:
+        if self.out is not None:
+            io.write_text(self.out / "train_log.csv", pd.DataFrame(self.log_rows).to_csv(index=False))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, resume: bool = True) -> None:
+        self.t_start = time.perf_counter()
+        ckpt = None if self.out is None else self.out / CHECKPOINT
+        resumed = False
+        if resume and ckpt is not None and ckpt.exists():
+            self.restore(ckpt)
+            resumed = True
+            self.log(f"resumed from {ckpt} at step {self.step}/{self.total_steps}")
+        self.tb = None
+        if self.out is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step if resumed else None)
+        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
+        loop_start = time.perf_counter()
+        self.method.train()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc=f"{self.settings['stage']} {self.settings['method_name']}", unit="step",
+                   dynamic_ncols=True, leave=False)
+        try:
+            while self.epoch < self.epochs:
+                if self.batches is None:
+                    self.batches = self.method.epoch_batches(self.gen_data, self.epoch)
+                    if len(self.batches) != self.steps_per_epoch:
+                        raise RuntimeError(f"{type(self.method).__name__}.epoch_batches gave "
+                                           f"{len(self.batches)} batches, num_batches() says {self.steps_per_epoch}")
+                with Prefetcher(self.data, self.batches[self.index:], pin=self.cuda) as feed:
+                    for host in feed:
+                        batch = self.prepare(host, train=True)
+                        out = self.train_step(batch)
+                        self.method.on_step_end(self.step + 1)
+                        self.accumulate(out)
+                        self.step += 1
+                        self.index += 1
+                        self.images_seen += len(batch)
+                        epoch_end = self.index == len(self.batches)
+                        if epoch_end:
+                            self.end_epoch()
+                        elif self.step % LOG_EVERY == 0:
+                            row = self.flush_log()
+                            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
+                                             if k not in ("step", "epoch", "lr") and isinstance(v, float)})
+                        if self.step % self.checkpoint_every == 0 or self.step == self.total_steps:
+                            self.save_checkpoint()
+                        bar.update(1)
+                        for callback in self.step_callbacks:
+                            callback(self.step)
+                        if kill_after and self.step >= kill_after:
+                            raise SimulatedKill(f"{KILL_ENV}={kill_after}: stopped after step {self.step}")
+        finally:
+            self.train_seconds += time.perf_counter() - loop_start
+            bar.close()
+            if self.tb is not None:
+                self.tb.close()
+
+    def end_epoch(self) -> None:
+        extra: dict[str, Any] = {}
+        if self.method.stage == "train" and len(self.data.indices.get("val", [])):
+            scores, _ = evaluate(self, self.data.indices["val"])
+            extra = {f"val_{k}": v for k, v in scores["metrics"].items()}
+            self.log(f"epoch {self.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()))
+        self.method.on_epoch_end(self.epoch)
+        self.flush_log(extra)
+        self.epoch += 1
+        self.index = 0
+        self.batches = None
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_before + (time.perf_counter() - self.t_start)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+@torch.inference_mode()
+def predict(trainer: Trainer, positions: np.ndarray) -> np.ndarray:
+    """Method outputs (float32 numpy) for ``positions``, in order, without augmentation."""
+    method = trainer.method
+    was_training = method.training
+    method.eval()
+    bs = int(trainer.schedule.get("eval_batch_size") or trainer.schedule["batch_size"])
+    chunks = [positions[i:i + bs, None] for i in range(0, len(positions), bs)]
+    outs = []
+    try:
+        with Prefetcher(trainer.data, chunks, pin=trainer.cuda) as feed:
+            for host in feed:
+                batch = trainer.prepare(host, train=False)
+                with trainer.autocast():
+                    outs.append(method.predict(batch.x).float())
+    finally:
+        method.train(was_training)
+    return torch.cat(outs).cpu().numpy()
+
+
+def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False
+             ) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Scores and the predictions table for ``positions``."""
+    from ferbench import metrics as M
+
+    data = trainer.data
+    out = predict(trainer, positions)
+    ids = data.folds["sample_id"].to_numpy(object)[positions]
+    if data.task == "va":
+        true = data.va[positions].astype(np.float64)
+        scores: dict[str, Any] = {"metrics": M.va_metrics(true, out)}
+        if legacy:
+            opts = dict(trainer.method.legacy_metric_options)
+            opts.update({k: v for k, v in trainer.settings.get("metrics", {}).items()
+                         if k in ("sagr_variant", "legacy_rmse")})
+            scores["legacy_metrics"] = M.va_metrics(
+                true, out, legacy=True, batch_size=int(trainer.schedule["eval_batch_size"]), **opts)
+        table = pd.DataFrame({"sample_id": ids, "valence": true[:, 0], "arousal": true[:, 1],
+                              "pred_valence": out[:, 0].astype(np.float64),
+                              "pred_arousal": out[:, 1].astype(np.float64)})
+        return scores, table
+    labels = data.label[positions]
+    probs = torch.softmax(torch.from_numpy(out), dim=1).numpy()
+    pred = out.argmax(axis=1).astype(np.int64)
+    cm = M.classification_metrics(labels, pred, data.num_classes)
+    scores = {"metrics": {"accuracy": cm["accuracy"], "macro_f1": cm["macro_f1"]}, "confusion": cm["confusion"]}
+    if legacy:  # no legacy variant of the classification metrics: the same numbers
+        scores["legacy_metrics"] = dict(scores["metrics"])
+    table = pd.DataFrame({"sample_id": ids, "label": labels, "pred": pred})
+    for j, name in enumerate(data.classes):
+        table[f"prob_{name}"] = probs[:, j].astype(np.float64)
+    return scores, table
+
+
+# -- the verbs --------------------------------------------------------------------------------
+class RunLog:
+    """run.log: a human log, also echoed to stderr; rewritten atomically with each checkpoint."""
+
+    def __init__(self, path: Path, echo: bool = True) -> None:
+        import sys
+
+        self.stream = sys.stderr
+        self.path = path
+        self.lines: list[str] = []
+        self.echo = echo
+        if path.exists():  # a resumed job keeps the earlier attempt's lines
+            self.lines = path.read_text().splitlines()
+
+    def __call__(self, line: str) -> None:
+        stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}"
+        self.lines.append(stamped)
+        if self.echo:
+            from tqdm.auto import tqdm
+
+            tqdm.write(stamped, file=self.stream)
+
+    def save(self) -> None:
+        io.write_text(self.path, "\n".join(self.lines) + "\n")
+
+
+def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, Any], RunLog]:
+    """Everything that can fail on bad input happens here, before any training."""
+    config = load_config(args.config, validate=False)  # the workflow validated it already
+    settings = stage_settings(config, args.dataset, args.method, stage, str(args.config))
+    cls = get_method(method_class_name(settings))
+    if stage == "pretrain" and not cls.pretrain:
+        raise FerbenchError(f"method {args.method!r} (class {cls.name!r}) has no pretraining stage")
+    if stage == "train" and args.pretrained and not cls.pretrain:
+        raise FerbenchError(f"method {args.method!r} has no pretraining stage; --pretrained does not apply")
+    if stage == "train" and cls.pretrain and not args.pretrained:
+        raise FerbenchError(f"method {args.method!r} needs --pretrained (run `ferbench pretrain` first)")
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    size = int(settings["train"]["image_size"])
+    data = load_fold(args.cache, args.folds, args.fold, size, dataset=args.dataset,
+                     need_labels=stage == "train")
+    if stage == "pretrain" and not cls.pretrain_data_depends_on_fold(settings):
+        data.subject_mask = np.ones(len(data.folds), dtype=bool)  # one job serves every fold
+    task = TaskInfo(data.task, tuple(data.classes), size)
+    pretrained = None
+    if args.pretrained:
+        pretrained = load_encoder(Path(args.pretrained), settings)
+    seed_everything(int(args.seed))
+    method = cls(settings, task)
+    method.setup(data, stage)
+    if pretrained is not None:
+        try:
+            method.load_pretrained(pretrained["state"])
+        except (RuntimeError, KeyError) as err:
+            raise FerbenchError(f"{args.pretrained}: encoder does not fit method {args.method!r} "
+                                f"({str(err).splitlines()[0]})") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = RunLog(out / "run.log")
+    trainer = Trainer(method, data, settings, device, int(args.seed), out,
+                      progress=not args.no_progress, log=log)
+    n = len(method.sampling_units())
+    log(f"{stage} {args.dataset} {args.method} (class {cls.name}) fold {args.fold} seed {args.seed}: "
+        f"{n} {'training samples' if stage == 'train' else 'frames'}, {trainer.total_steps} steps on {device}, "
+        f"backbone {settings['train']['backbone']} {size}px, {args.threads} thread(s)")
+    return trainer, settings, log
+
+
+def load_encoder(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    if not path.is_file():
+        raise FerbenchError(f"{path}: pretrained encoder does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FerbenchError(f"{path}: corrupt or unreadable encoder ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or "state" not in payload:
+        raise FerbenchError(f"{path}: not a ferbench encoder (no 'state')")
+    backbone = settings["train"]["backbone"]
+    if payload.get("backbone") != backbone:
+        raise FerbenchError(f"{path}: encoder has backbone {payload.get('backbone')!r}, "
+                            f"this job uses {backbone!r}")
+    return payload
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return {"dataset": args.dataset, "method": args.method, "fold": int(args.fold), "seed": int(args.seed)}
+
+
+def _clear_final(out: Path, names: tuple[str, ...]) -> None:
+    """A rerun must not leave the previous run's results looking current if it dies."""
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+
+
+def main_train(args: argparse.Namespace) -> int:
+    trainer, settings, log = build_job(args, "train")
+    out = Path(args.out)
+    _clear_final(out, ("metrics.json",))
+    try:
+        trainer.fit()
+    except BaseException:
+        log.save()
+        raise
+    data, method = trainer.data, trainer.method
+    legacy = bool(settings.get("metrics", {}).get("legacy", False))
+    scores, table = evaluate(trainer, data.indices["test"], legacy=legacy)
+    result: dict[str, Any] = {**_common(args), "task": data.task}
+    if data.task == "classification":
+        result["classes"] = data.classes
+    result["metrics"] = scores["metrics"]
+    if legacy:
+        result["legacy_metrics"] = scores["legacy_metrics"]
+    if "confusion" in scores:
+        result["confusion"] = scores["confusion"]
+    result.update({
+        "n_train": int(len(data.indices["train"])), "n_test": int(len(data.indices["test"])),
+        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "backbone": settings["train"]["backbone"], "device": str(trainer.device),
+        "extra": method.extra_metrics(),
+    })
+    io.write_parquet(out / "predictions.parquet", table)
+    save_torch(out / "model.pt", {k: v.detach().cpu() for k, v in method.state_dict().items()})
+    trainer.write_log_csv()
+    log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in scores["metrics"].items())
+        + f" ({trainer.images_seen / max(trainer.train_seconds, 1e-9):.0f} training images/s this attempt, "
+        f"validation included)")
+    log.save()
+    io.write_json(out / "metrics.json", result)  # last: its presence means the job finished
+    return 0
+
+
+def main_pretrain(args: argparse.Namespace) -> int:
+    trainer, settings, log = build_job(args, "pretrain")
+    out = Path(args.out)
+    _clear_final(out, ("metrics.json",))
+    try:
+        trainer.fit()
+    except BaseException:
+        log.save()
+        raise
+    method = trainer.method
+    save_torch(out / "encoder.pt", {
+        "method": args.method, "class": method.name, "backbone": settings["train"]["backbone"],
+        "in_channels": method.in_channels, "image_size": int(settings["train"]["image_size"]),
+        "state": {k: v.detach().cpu() for k, v in method.encoder_state_dict().items()},
+    })
+    result = {
+        **_common(args), "stage": "pretrain", "task": trainer.data.task,
+        "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
+        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "backbone": settings["train"]["backbone"], "device": str(trainer.device),
+        "extra": method.extra_metrics(),
+    }
+    trainer.write_log_csv()
+    log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))
+    log.save()
+    io.write_json(out / "metrics.json", result)
+    return 0

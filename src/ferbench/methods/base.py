@@ -1,0 +1,339 @@
+"""The Method interface: what every training method implements and what the engine calls.
+
+A method is an ``nn.Module`` holding ALL its networks (so ``state_dict()`` is its whole learned
+state, and one checkpoint restores it). New methods subclass :class:`~ferbench.methods.supervised.Supervised`
+(the baseline: backbone + linear head) and override only what differs, solo-learn style; a
+method file sets ``name`` and is registered on import (no registry to edit).
+
+Configuration
+-------------
+``params.yaml`` ``methods.<run name>`` is one block per *run name*; the run name may be a
+variant (``triplet_m12_fc_only``). In that block:
+
+* ``class``: the registered ``Method.name`` that implements it (default: the run name itself);
+* the budget's training keys (``epochs``, ``lr`` ...) override the budget for the *train* stage;
+* ``pretrain``: a mapping of training keys overriding the schedule of the *pretrain* stage;
+* everything else is the method's hyperparameters: merged over the class's ``defaults`` (all
+  classes of the MRO, most derived wins) into ``self.hp``; an unknown key is an error.
+
+Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
+---------------------------------------------------------------------------
+::
+
+    cls = get_method(block.get("class", run_name))
+    m = cls(settings, task)              # builds every network (seeded); no data yet
+    m.setup(data, stage)                 # stage "pretrain" | "train"; data: FoldData (see data.py)
+    m.load_pretrained(state)             # train --pretrained only (from the pretrain's encoder.pt)
+    m.to(device)
+    optimizers, schedulers = m.configure_optimizers()
+    for epoch:  batches = m.epoch_batches(generator, epoch)   # list of int64 [B, k] positions
+        for positions in batches:        # the engine gathers images -> Batch (uint8, on device)
+            batch.views = m.transform(batch, augmenter, train=True)   # k float views [B, C, S, S]
+            automatic:  out = m.training_step(batch)      # or m.pretraining_step(batch)
+                        engine: zero_grad all, out["loss"].backward(), step all optimizers
+            manual:     out = m.training_step(batch, optimizers)  # the method steps itself
+            engine: step every scheduler; m.on_step_end(step); log every other entry of ``out``
+        m.on_epoch_end(epoch)
+    eval: m.predict(x) -> logits [B, n_classes] (classification) or valence/arousal [B, 2]
+    artefacts: m.extra_metrics() -> metrics.json "extra"; m.encoder_state_dict() -> encoder.pt
+
+A batch carries ``k`` images per sample (``positions[:, j]``): 1 for supervised, 2 views of the
+same frame for SimCLR/BYOL/MoCo, two frames of one clip for TimeAug, anchor/positive/negative
+for triplets, (frame, its sequence's neutral frame) for GCNet. ``transform`` augments each
+image independently by default; override it to share parameters between columns.
+
+Manual optimisation (CAF, AVCE: several networks, own optimisers, two passes per iteration):
+set ``manual_optimization = True``; ``training_step(batch, optimizers)`` then does its own
+``zero_grad``/``backward``/``step`` and returns only what to log. Wrap forward passes in
+``with self.autocast():`` (bf16 on CUDA, nothing on CPU) and call backward outside it.
+Schedulers are still stepped by the engine, once per iteration.
+
+Anything stateful that is not a parameter or buffer (a Python counter) goes through
+``get_extra_state``/``set_extra_state`` so checkpoints restore it. Randomness in a method must
+use ``torch`` (global RNG: restored on resume) or the generator passed to ``epoch_batches``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import importlib.util
+import pkgutil
+from typing import Any, Callable, ClassVar, ContextManager, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from ferbench.augment import Augmenter, AugmentConfig
+from ferbench.errors import FerbenchError
+
+_REGISTRY: dict[str, type["Method"]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """What the networks' shapes depend on."""
+
+    task: str                  # "classification" | "va"
+    classes: tuple[str, ...]   # empty for va
+    image_size: int
+
+    @property
+    def num_outputs(self) -> int:
+        return 2 if self.task == "va" else len(self.classes)
+
+
+@dataclasses.dataclass
+class Batch:
+    positions: np.ndarray                 # int64 [B, k] folds positions
+    images: torch.Tensor                  # uint8 [B, k, C, S, S] on the device, as cached
+    labels: torch.Tensor                  # int64 [B] class of column 0 (-1: none)
+    va: torch.Tensor                      # float32 [B, 2] valence/arousal of column 0
+    views: list[torch.Tensor] = dataclasses.field(default_factory=list)  # k float [B, C', S, S]
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The first view: the input of single-image methods."""
+        return self.views[0]
+
+    def __len__(self) -> int:
+        return int(self.positions.shape[0])
+
+
+class Method(nn.Module):
+    #: registry key; set in each concrete class (subclasses without their own ``name`` are not
+    #: registered, so helper base classes stay out of the registry)
+    name: ClassVar[str] = ""
+    #: has a pretraining stage (``ferbench pretrain``); ``train`` then needs ``--pretrained``
+    pretrain: ClassVar[bool] = False
+    #: the pretraining data depend on the fold (training-fold subjects only); if False one
+    #: pretraining job (on all subjects of its dataset) serves every fold
+    pretrain_per_fold: ClassVar[bool] = True
+    #: the method steps its own optimisers in ``training_step(batch, optimizers)``
+    manual_optimization: ClassVar[bool] = False
+    #: images per sample in the pretraining batches made by the default sampler
+    pretrain_views: ClassVar[int] = 1
+    #: hyperparameters and their defaults (merged along the MRO)
+    defaults: ClassVar[dict[str, Any]] = {
+        "channels": 3,   # input channels the networks take (1: grey, converted on the device)
+        "augment": {},   # AugmentConfig overrides (see augment.py), both stages
+        "pretrain_augment": {},  # further overrides for the pretraining stage (SSL: strong)
+    }
+    #: options for metrics.va_metrics in legacy mode (e.g. {"sagr_variant": "caf"})
+    legacy_metric_options: ClassVar[dict[str, Any]] = {}
+    #: hyperparameters that only affect the train stage: the workflow leaves them out of the
+    #: pretraining job's config, so changing them does not rerun the pretraining
+    train_only_hparams: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def pretrain_source(cls, settings: Mapping[str, Any]) -> str:
+        """The dataset the pretraining stage reads, for settings naming the target dataset."""
+        return str(settings["dataset"])
+
+    @classmethod
+    def pretrain_data_depends_on_fold(cls, settings: Mapping[str, Any]) -> bool:
+        """Whether the pretraining data depend on the fold (training-fold subjects only); when
+        False the engine pretrains on every subject and one job serves all folds."""
+        return cls.pretrain_per_fold and cls.pretrain_source(settings) == settings["dataset"]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and cls.name:
+            other = _REGISTRY.get(cls.name)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise TypeError(f"method name {cls.name!r} registered twice ({other} and {cls})")
+            _REGISTRY[cls.name] = cls
+
+    def __init__(self, settings: Mapping[str, Any], task: TaskInfo) -> None:
+        super().__init__()
+        self.settings = settings
+        self.task = task
+        self.run_name = settings.get("method_name", self.name)
+        self.hp = self.merge_hparams(settings.get("method", {}))
+        self.schedule: dict[str, Any] = dict(settings.get("train", {}))
+        self.stage = "train"
+        self.data: Any = None
+        self.total_steps = 0
+        self.steps_per_epoch = 0
+        self.autocast: Callable[[], ContextManager] = contextlib.nullcontext
+
+    # -- configuration ---------------------------------------------------------------------
+    @classmethod
+    def all_defaults(cls) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(getattr(klass, "__dict__", {}).get("defaults", {}))
+        return merged
+
+    def merge_hparams(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        defaults = self.all_defaults()
+        given = {k: v for k, v in given.items() if k not in ("class", "pretrain")}
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise FerbenchError(
+                f"methods.{self.settings.get('method_name', self.name)}: unknown key {unknown[0]!r} "
+                f"for method class {self.name!r} (known: {', '.join(sorted(defaults))})")
+        hp = dict(defaults)
+        hp.update(given)
+        if hp["channels"] not in (1, 3):
+            raise FerbenchError(f"methods.{self.run_name}.channels: must be 1 or 3, got {hp['channels']!r}")
+        return hp
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.hp["channels"])
+
+    def augment_config(self) -> AugmentConfig:
+        """Augmentation for the current stage: ``augment``, then ``pretrain_augment`` on top
+        when pretraining."""
+        given = dict(self.hp.get("augment") or {})
+        if self.stage == "pretrain":
+            given.update(self.hp.get("pretrain_augment") or {})
+        return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
+
+    # -- data ------------------------------------------------------------------------------
+    def setup(self, data: Any, stage: str) -> None:
+        """Called once with the fold's data before training. Precompute sampler tables here."""
+        if stage not in ("train", "pretrain"):
+            raise ValueError(f"unknown stage {stage!r}")
+        if stage == "pretrain" and not self.pretrain:
+            raise FerbenchError(f"method {self.run_name!r} has no pretraining stage")
+        self.data = data
+        self.stage = stage
+
+    def sampling_units(self) -> np.ndarray:
+        """What one epoch samples: train positions (train stage) or every frame of the training
+        subjects (pretrain stage)."""
+        if self.stage == "train":
+            return self.data.indices["train"]
+        return np.flatnonzero(self.data.subject_mask)
+
+    def batch_size(self) -> int:
+        return int(self.schedule["batch_size"])
+
+    def num_batches(self) -> int:
+        """Batches per epoch; ``epoch_batches`` must return exactly this many."""
+        n, bs = len(self.sampling_units()), self.batch_size()
+        return max(1, n // bs)
+
+    def epoch_batches(self, generator: torch.Generator, epoch: int) -> list[np.ndarray]:
+        """One epoch of int64 [B, k] position arrays: a shuffled pass over ``sampling_units``,
+        the last incomplete batch dropped (fixed batch sizes suit BN and contrastive losses);
+        a set smaller than one batch is one batch. k = ``pretrain_views`` copies in pretraining."""
+        units = self.sampling_units()
+        if not len(units):
+            raise FerbenchError(f"{self.run_name}: nothing to train on in stage {self.stage!r}")
+        order = units[torch.randperm(len(units), generator=generator).numpy()]
+        bs = min(self.batch_size(), len(units))
+        nb = self.num_batches()
+        k = self.pretrain_views if self.stage == "pretrain" else 1
+        return [np.repeat(order[i * bs:(i + 1) * bs, None], k, axis=1) for i in range(nb)]
+
+    def transform(self, batch: Batch, augmenter: Augmenter, train: bool) -> list[torch.Tensor]:
+        """uint8 [B, k, C, S, S] -> k float views; each image gets its own random parameters."""
+        b, k = batch.images.shape[:2]
+        flat = augmenter(batch.images.flatten(0, 1), train=train)
+        return list(flat.view(b, k, *flat.shape[1:]).unbind(1))
+
+    # -- optimisation ----------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def make_optimizer(self, params: Any, optimizer: str | None = None, lr: float | None = None,
+                       weight_decay: float | None = None, **kwargs: Any) -> torch.optim.Optimizer:
+        """An optimiser from the stage's schedule (``optimizer``, ``lr``, ``weight_decay``)."""
+        name = (optimizer or self.schedule.get("optimizer", "adam")).lower()
+        lr = float(self.schedule["lr"] if lr is None else lr)
+        wd = float(self.schedule.get("weight_decay", 0.0) if weight_decay is None else weight_decay)
+        if name == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=wd, **kwargs)
+        if name == "adamw":
+            return torch.optim.AdamW(params, lr=lr, weight_decay=wd, **kwargs)
+        if name in ("sgd", "nesterov"):
+            kwargs.setdefault("momentum", 0.9)
+            return torch.optim.SGD(params, lr=lr, weight_decay=wd, nesterov=name == "nesterov", **kwargs)
+        raise FerbenchError(f"optimizer: unknown name {name!r} (known: adam, adamw, sgd, nesterov)")
+
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+        """(optimisers, per-iteration LR schedulers). Default: one optimiser, constant LR."""
+        return [self.make_optimizer(self.trainable_parameters())], []
+
+    # -- steps (override) ------------------------------------------------------------------
+    def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+                      ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def pretraining_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+                         ) -> dict[str, torch.Tensor]:
+        raise FerbenchError(f"method {self.run_name!r} has no pretraining stage")
+
+    def step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+             ) -> dict[str, torch.Tensor]:
+        """Dispatch on the stage (the engine calls this)."""
+        fn = self.pretraining_step if self.stage == "pretrain" else self.training_step
+        return fn(batch, optimizers) if self.manual_optimization else fn(batch)
+
+    def on_step_end(self, step: int) -> None:
+        """After each iteration's optimiser step (momentum encoders update here)."""
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """After each epoch."""
+
+    # -- evaluation and artefacts ----------------------------------------------------------
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """Method-specific numbers for metrics.json ``extra`` (plain floats/ints)."""
+        return {}
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """What the pretraining stage hands to fine-tuning (encoder.pt ``state``)."""
+        return self.backbone.state_dict()
+
+    def load_pretrained(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.backbone.load_state_dict(state)
+
+
+# -- registry ---------------------------------------------------------------------------------
+_LOADED = False
+
+
+def _load_all() -> None:
+    """Import every module of this package once so each method file registers itself."""
+    global _LOADED
+    if _LOADED:
+        return
+    import ferbench.methods as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"ferbench.methods.{info.name}")
+    _LOADED = True
+
+
+def method_names() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_method(name: str) -> type[Method]:
+    """The Method class registered under ``name``; FerbenchError naming the known ones.
+
+    Looks in ``ferbench/methods/<name>.py`` first (the convention), so one broken method file
+    does not take the others down; then imports every method file."""
+    if name not in _REGISTRY and importlib.util.find_spec(f"ferbench.methods.{name}") is not None:
+        importlib.import_module(f"ferbench.methods.{name}")
+    if name not in _REGISTRY:
+        _load_all()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise FerbenchError(f"method: unknown class {name!r} (known: {', '.join(sorted(_REGISTRY))})") from None
+
+
+def method_class_name(settings: Mapping[str, Any]) -> str:
+    """The class a run name maps to: its block's ``class`` key, else the run name."""
+    return str(settings.get("method", {}).get("class") or settings["method_name"])

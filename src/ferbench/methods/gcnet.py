@@ -1,0 +1,394 @@
+"""Seed 003 (Kim, Yoo, Kwak, Choi, Kim): generative-contrastive networks, GCNet.
+
+What differs from :class:`~ferbench.methods.supervised.Supervised`:
+
+* a **generator** En1 + De1,r (paper Table 1): the encoder is the body of the ``cnn3``
+  backbone ((5x5,32), (3x3,64), (3x3,96) conv, each BN, ReLU, max-pool of window 5/3/3, stride
+  2); the decoder mirrors it: max-unpool with the encoder's pooling indices, then a
+  transposed conv, BN, ReLU, down to one grey channel. It maps an expressive frame X to an
+  estimate of the subject's reference (neutral) face; the target X_r is the FIRST frame of
+  X's sequence (``FoldData.sequence_first``). Table 1 lists the first two deconvolutions as
+  (3x3, 32) then (3x3, 64); unpooling with indices needs each unpool to receive the channels of
+  the pool it undoes, so the mirror is 96 -> 64 -> 32 -> 1 (Table 1's order is read as a typo).
+* **En2** is the backbone (``cnn3`` in the paper: 3 conv + dropout 0.5 + FC 384, the
+  (0.5*64)^2*3/2^3 rule), shared (siamese) by X and G(X); the classifier (the baseline's head,
+  a linear layer + softmax cross-entropy, L_Cls) reads delta = |En2(X) - En2(G(X))|. Both
+  images go through En2 in one batch, so BN trains on the mixture it sees at test time.
+  The paper's dropout 0.5 is "before the first fully-connected layer", i.e. inside cnn3.
+* **S** (``contrastive``): Hadsell's loss on (En2(X), En2(G(X))) with margin ``margin``
+  (not given in the paper: 1.0, Caffe's default). The generated reference is labelled
+  *neutral* (it estimates the neutral face), so a pair is "same" exactly when X is labelled
+  neutral: never in the 6/7-class protocols, for the neutral samples of CK+ 8-class.
+* **R** (``reconstruction``): De2,r rebuilds X_r from En2(G(X)), De2,i rebuilds X from En2(X)
+  (each: FC back to En2's last conv map, then the mirrored unpool/deconv decoder with the
+  pooling indices of its own En2 pass; the FC is inferred, the paper only says "decoder").
+* L = L_Cls + lambda_S [S] L_Contr + lambda_R L_Recon,
+  L_Recon = lambda_G,r L_Gen,r + [R] (lambda_R,r L_Recon,r + lambda_R,i L_Recon,i).
+  Reading of Fig. 2: (c) S0R0 already contains the generator (and so L_Gen,r, without which no
+  reference is learned), (d) adds "a contrastive metric loss (S)", (e) adds "decoder networks
+  with a reconstruction loss (R)" whose outputs are X_hat and X_r_hat: R switches De2,r/De2,i
+  and their two terms, never L_Gen,r. With S0 L_Contr is still logged, detached.
+  De2,r/De2,i exist only when R is on; they are built last, so same-seed variants start from
+  identical generator/En2/classifier weights and differ only in their loss.
+* Losses as the authors' Caffe layers reduce them (``losses`` GCNet section): 1/2 squared
+  error SUMMED over pixels, AVERAGED over the batch; the contrastive term averaged over pairs.
+  Images are in [0, 1] (``augment`` mean 0, std 1: Caffe's 1/255 scaling), which the
+  generator's final ReLU (Table 1) can reach.
+* Everything trains jointly from scratch: the paper pre-trains En1/De1 (reconstruction) and
+  En2 (identification) on CASIA-WebFace, which this benchmark does not have. Gradients of
+  every term reach the generator (the paper: the generated reference "is affected by
+  reconstruction and contrastive metric learning").
+* Optimisation: decoder layers (De1,r, De2,r, De2,i) learn ``decoder_lr_mult`` (10) times
+  faster; ``lr_policy: inv`` is Caffe's lr = base (1 + gamma it)^(-power). The paper's "gamma
+  term of 0.75" is read as Caffe's ``power`` (0.75 with ``gamma`` 1e-4 is Caffe's stock "inv"
+  setting; a literal gamma 0.75 would cut the LR 100-fold within 500 iterations of a 3e5 run).
+  Nesterov SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64 are training keys of the
+  params block.
+* Batches carry (frame, its sequence's first frame); ``transform`` draws ONE set of augmentation
+  parameters per pair, so the target shares the input's crop, rotation, flip and intensity.
+* Test time: a single image, predict(x) = head(|En2(x) - En2(G(x))|).
+
+Samples without a reference (stills, one-frame sequences) cannot train GCNet: they are left
+out with a logged count; nothing usable is a FerbenchError. ``extra_metrics`` reports the
+generator's error on the test fold, MSE(G(X), X_r), beside the identity mapping's MSE(X, X_r)
+(per pixel, [0, 1] grey levels), and the usable counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ferbench.augment import AugmentConfig, Augmenter
+from ferbench.errors import FerbenchError
+from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss
+from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.supervised import Supervised
+from ferbench.models import build_backbone
+
+log = logging.getLogger(__name__)
+
+LR_POLICIES = ("inv", "fixed")
+#: layers a mirrored decoder can undo
+_MIRRORABLE = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)
+#: how many test images extra_metrics pushes through the generator at once
+_METRIC_CHUNK = 256
+
+
+# -- encoder/decoder pieces -------------------------------------------------------------------
+def encode_with_switches(body: nn.Sequential, x: torch.Tensor
+                         ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Size]]]:
+    """Run a conv/pool body, keeping each max-pool's indices and input size (its "switches")."""
+    switches = []
+    for layer in body:
+        if isinstance(layer, nn.MaxPool2d):
+            size = x.shape[-2:]
+            x, idx = F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
+                                  ceil_mode=layer.ceil_mode, return_indices=True)
+            switches.append((idx, size))
+        else:
+            x = layer(x)
+    return x, switches
+
+
+class MirrorDecoder(nn.Module):
+    """The mirror of a conv/BN/ReLU/max-pool body (Table 1's decoder): each max-pool becomes a
+    max-unpool fed the encoder's indices, each conv a same-size transposed conv to the conv's
+    input channels followed by BN and ReLU (the last one included, as Table 1 lists)."""
+
+    def __init__(self, body: nn.Sequential, out_channels: int) -> None:
+        super().__init__()
+        self.steps: list[tuple[str, Any]] = []
+        layers = nn.ModuleList()
+        convs = [m for m in body if isinstance(m, nn.Conv2d)]
+        for m in reversed(list(body)):
+            if isinstance(m, nn.MaxPool2d):
+                self.steps.append(("unpool", m))
+            elif isinstance(m, nn.Conv2d):
+                k = m.kernel_size
+                cout = out_channels if m is convs[0] else m.in_channels
+                layers.append(nn.Sequential(
+                    nn.ConvTranspose2d(m.out_channels, cout, k, padding=(k[0] // 2, k[1] // 2), bias=False),
+                    nn.BatchNorm2d(cout), nn.ReLU(inplace=True)))
+                self.steps.append(("deconv", len(layers) - 1))
+        self.layers = layers
+
+    def forward(self, y: torch.Tensor, switches: list[tuple[torch.Tensor, torch.Size]]) -> torch.Tensor:
+        pending = list(switches)
+        for kind, item in self.steps:
+            if kind == "unpool":
+                idx, size = pending.pop()
+                y = F.max_unpool2d(y, idx.to(y.device), item.kernel_size, item.stride, item.padding,
+                                   output_size=size)
+            else:
+                y = self.layers[item](y)
+        return y
+
+
+def check_mirrorable(body: nn.Module, what: str) -> nn.Sequential:
+    """The body as a plain Sequential of stride-1 'same' convs, BN, ReLU and max-pools."""
+    ok = isinstance(body, nn.Sequential) and all(isinstance(m, _MIRRORABLE) for m in body)
+    ok = ok and all(m.stride == (1, 1) and m.padding == (m.kernel_size[0] // 2, m.kernel_size[1] // 2)
+                    and m.kernel_size[0] % 2 == 1 and m.kernel_size[1] % 2 == 1
+                    for m in body if isinstance(m, nn.Conv2d))
+    if not ok:
+        raise FerbenchError(f"{what}: the decoders mirror En2's layers, which must be stride-1 convs, "
+                            f"BN, ReLU and max-pools (backbones cnn3, the paper's, or smallcnn)")
+    return body
+
+
+class Generator(nn.Module):
+    """En1 + De1,r: the Table 1 encoder-decoder with index unpooling."""
+
+    def __init__(self, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        self.encoder = build_backbone("cnn3", in_channels, image_size)[0].body
+        self.decoder = MirrorDecoder(self.encoder, in_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(*encode_with_switches(self.encoder, x))
+
+
+class VectorDecoder(nn.Module):
+    """De2: En2's feature vector -> (FC, ReLU) En2's last conv map -> mirrored decoder."""
+
+    def __init__(self, body: nn.Sequential, feature_dim: int, map_shape: tuple[int, int, int],
+                 out_channels: int) -> None:
+        super().__init__()
+        self.map_shape = map_shape
+        self.fc = nn.Sequential(nn.Linear(feature_dim, int(np.prod(map_shape))), nn.ReLU(inplace=True))
+        self.decoder = MirrorDecoder(body, out_channels)
+
+    def forward(self, z: torch.Tensor, switches: list[tuple[torch.Tensor, torch.Size]]) -> torch.Tensor:
+        return self.decoder(self.fc(z).view(-1, *self.map_shape), switches)
+
+
+# -- the method -------------------------------------------------------------------------------
+class GCNet(Supervised):
+    name = "gcnet"
+    defaults = {
+        "channels": 1,                # grey input (paper 4.1)
+        "contrastive": True,          # S: Hadsell loss on (En2(X), En2(G(X)))
+        "reconstruction": True,       # R: De2,r and De2,i with their reconstruction terms
+        "margin": 1.0,                # m (not given; Caffe's ContrastiveLoss default)
+        "lambda_s": 1.0,
+        "lambda_r": 1.0,
+        "lambda_gen": 1.0,            # lambda_G,r
+        "lambda_recon_r": 0.25,       # lambda_R,r
+        "lambda_recon_i": 0.25,       # lambda_R,i
+        "decoder_lr_mult": 10.0,      # decoder layers' LR multiplier
+        "lr_policy": "inv",           # inv (Caffe) | fixed
+        "inv_gamma": 1.0e-4,          # Caffe inv: lr = base * (1 + gamma * it) ** -power
+        "inv_power": 0.75,            # the paper's "gamma term of 0.75"
+        # 66 -> random 64 crop plus isotropic scaling, rotation, intensity multiplication, flip;
+        # no mean subtraction (Caffe's 1/255 scale): images and targets in [0, 1]
+        "augment": {"flip": 0.5, "scale": (0.85, 1.0), "ratio": (1.0, 1.0), "rotate": 10.0,
+                    "brightness": 0.2, "contrast": 0.0, "mean": 0.0, "std": 1.0},
+    }
+
+    def __init__(self, settings: Mapping[str, Any], task: TaskInfo) -> None:
+        super().__init__(settings, task)
+        hp, where = self.hp, f"methods.{self.run_name}"
+        if task.task != "classification":
+            raise FerbenchError(f"{where}: gcnet is a classification method (its contrastive pairs "
+                                f"need expression labels), not for task {task.task!r}")
+        for key in ("contrastive", "reconstruction"):
+            if not isinstance(hp[key], bool):
+                raise FerbenchError(f"{where}.{key}: must be true or false, got {hp[key]!r}")
+        if not float(hp["margin"]) > 0:
+            raise FerbenchError(f"{where}.margin: must be > 0, got {hp['margin']!r}")
+        for key in ("lambda_s", "lambda_r", "lambda_gen", "lambda_recon_r", "lambda_recon_i",
+                    "inv_gamma", "inv_power"):
+            if not float(hp[key]) >= 0:
+                raise FerbenchError(f"{where}.{key}: must be >= 0, got {hp[key]!r}")
+        if not float(hp["decoder_lr_mult"]) > 0:
+            raise FerbenchError(f"{where}.decoder_lr_mult: must be > 0, got {hp['decoder_lr_mult']!r}")
+        if hp["lr_policy"] not in LR_POLICIES:
+            raise FerbenchError(f"{where}.lr_policy: {hp['lr_policy']!r} (choose from {', '.join(LR_POLICIES)})")
+        self.neutral = task.classes.index("neutral") if "neutral" in task.classes else -1
+        self.generator = Generator(self.in_channels, task.image_size)
+        self.de2_r: VectorDecoder | None = None
+        self.de2_i: VectorDecoder | None = None
+        if hp["reconstruction"]:  # built last: the other networks' initial weights do not depend on R
+            body = check_mirrorable(self.backbone.body, f"{where} (backbone {self.schedule['backbone']!r})")
+            shape = self._body_output_shape(body, task.image_size)
+            self.de2_r = VectorDecoder(body, self.feature_dim, shape, self.in_channels)
+            self.de2_i = VectorDecoder(body, self.feature_dim, shape, self.in_channels)
+        self._units = np.zeros(0, dtype=np.int64)
+        self._ref: np.ndarray = np.zeros(0, dtype=np.int64)     # position -> reference position
+        self._has_ref: np.ndarray = np.zeros(0, dtype=bool)
+        self.usability: dict[str, int] = {}
+
+    def _body_output_shape(self, body: nn.Sequential, size: int) -> tuple[int, int, int]:
+        was = body.training
+        body.eval()  # no BN statistics move
+        with torch.no_grad():
+            out = body(torch.zeros(1, self.in_channels, size, size))
+        body.train(was)
+        return tuple(int(v) for v in out.shape[1:])  # type: ignore[return-value]
+
+    def augment_config(self) -> AugmentConfig:
+        # a user's augment block overrides single keys of the class's, not the whole mapping
+        given = {**self.all_defaults()["augment"], **dict(self.hp.get("augment") or {})}
+        return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
+
+    # -- data --------------------------------------------------------------------------------
+    def setup(self, data: Any, stage: str) -> None:
+        super().setup(data, stage)
+        n = len(data.folds)
+        self._has_ref = np.zeros(n, dtype=bool)
+        seqs = data.sequences(np.ones(n, dtype=bool))  # every sequence with 2+ frames
+        if seqs:
+            self._has_ref[np.concatenate(seqs)] = True
+        self._ref = data.sequence_first(np.arange(n))
+        train = data.indices["train"]
+        usable = self._has_ref[train]
+        self._units = train[usable]
+        seq = data.folds["sequence"].to_numpy(object)
+        train_seqs = {s if s is not None and s == s else ("still", p) for s, p in zip(seq[train], train)}
+        self.usability = {
+            "ref_train_samples": int(len(train)), "ref_usable_train_samples": int(usable.sum()),
+            "ref_train_sequences": len(train_seqs),
+            "ref_usable_train_sequences": len(set(seq[self._units])),
+        }
+        u = self.usability
+        where = f"{self.settings.get('dataset', '?')} fold {getattr(data, 'fold', '?')} (methods.{self.run_name})"
+        line = (f"{where}: {u['ref_usable_train_sequences']} of {u['ref_train_sequences']} training sequences "
+                f"(a still counts as a one-frame sequence) have a first frame to serve as the reference face; "
+                f"{u['ref_train_samples'] - u['ref_usable_train_samples']} of {u['ref_train_samples']} "
+                f"training samples without one are left out")
+        if not len(self._units):
+            raise FerbenchError(f"{line}: nothing to train on. GCNet needs expression sequences that "
+                                f"start from a neutral frame (CK+, MMI, Oulu-CASIA), not still images")
+        (log.info if usable.all() else log.warning)(line)
+
+    def sampling_units(self) -> np.ndarray:
+        return self._units
+
+    def epoch_batches(self, generator: torch.Generator, epoch: int) -> list[np.ndarray]:
+        """[B, 2]: (frame, first frame of its sequence)."""
+        return [np.stack([b[:, 0], self._ref[b[:, 0]]], axis=1) for b in super().epoch_batches(generator, epoch)]
+
+    def transform(self, batch: Batch, augmenter: Augmenter, train: bool) -> list[torch.Tensor]:
+        """One draw of augmentation parameters per pair: the target keeps the input's geometry."""
+        if not train or not augmenter.config.enabled or batch.images.shape[1] == 1:
+            return super().transform(batch, augmenter, train)
+        params = augmenter.sample(len(batch))
+        return [augmenter.apply(batch.images[:, j], params) for j in range(batch.images.shape[1])]
+
+    # -- optimisation ------------------------------------------------------------------------
+    def decoders(self) -> list[nn.Module]:
+        return [m for m in (self.generator.decoder, self.de2_r, self.de2_i) if m is not None]
+
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
+        dec = {id(p) for m in self.decoders() for p in m.parameters()}
+        params = self.trainable_parameters()
+        base = float(self.schedule["lr"])
+        groups = [{"params": [p for p in params if id(p) not in dec]},
+                  {"params": [p for p in params if id(p) in dec], "lr": base * float(self.hp["decoder_lr_mult"])}]
+        opt = self.make_optimizer([g for g in groups if g["params"]])
+        if self.hp["lr_policy"] == "fixed":
+            return [opt], []
+        gamma, power = float(self.hp["inv_gamma"]), float(self.hp["inv_power"])
+        return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1.0 + gamma * it) ** -power)]
+
+    # -- forward -----------------------------------------------------------------------------
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        """G(X) = De1,r(En1(X)): the estimated reference face, [B, C, S, S]."""
+        return self.generator(x)
+
+    def encode(self, x: torch.Tensor, switches: bool = False):
+        """En2(x) [B, D]; with ``switches`` also the pooling indices De2 needs."""
+        if not switches:
+            return self.backbone(x)
+        y, sw = encode_with_switches(self.backbone.body, x)
+        return self.backbone.pool(y), sw
+
+    def pair(self, x: torch.Tensor, switches: bool = False) -> dict[str, Any]:
+        """G(x), En2(x), En2(G(x)) from one En2 pass over both (and their switches)."""
+        g = self.generate(x)
+        both = torch.cat([x, g])
+        if switches:
+            z, sw = self.encode(both, switches=True)
+            out = {"sw_x": [(i[:len(x)], s) for i, s in sw], "sw_g": [(i[len(x):], s) for i, s in sw]}
+        else:
+            z, out = self.encode(both), {}
+        zx, zg = z.chunk(2)
+        return {"g": g, "zx": zx, "zg": zg, **out}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The contrastive representation delta = |En2(x) - En2(G(x))| [B, D]."""
+        p = self.pair(x)
+        return (p["zx"] - p["zg"]).abs()
+
+    def pair_is_same(self, labels: torch.Tensor) -> torch.Tensor:
+        """(X, G(X)) share a label when X is neutral: G(X) estimates the neutral face."""
+        return labels == self.neutral if self.neutral >= 0 else torch.zeros_like(labels, dtype=torch.bool)
+
+    def training_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
+        hp = self.hp
+        x, x_ref = batch.views[0], batch.views[1]
+        recon = bool(hp["reconstruction"])
+        p = self.pair(x, switches=recon)
+        zx, zg = p["zx"].float(), p["zg"].float()
+        cls = F.cross_entropy(self.head((zx - zg).abs()).float(), batch.labels)
+        contr = hadsell_contrastive_loss(zx, zg, self.pair_is_same(batch.labels), float(hp["margin"]))
+        if not hp["contrastive"]:
+            contr = contr.detach()  # S0: logged, never trained on
+        rec_r = rec_i = None
+        if recon:
+            rec_r = self.de2_r(p["zg"], p["sw_g"]).float()
+            rec_i = self.de2_i(p["zx"], p["sw_x"]).float()
+        l_recon, terms = gcnet_reconstruction_loss(
+            x.float(), x_ref.float(), p["g"].float(), rec_r, rec_i, float(hp["lambda_gen"]),
+            float(hp["lambda_recon_r"]), float(hp["lambda_recon_i"]))
+        loss = cls + float(hp["lambda_r"]) * l_recon
+        if hp["contrastive"]:
+            loss = loss + float(hp["lambda_s"]) * contr
+        dist = (zx - zg).detach().pow(2).sum(1).sqrt().mean()
+        return {"loss": loss, "cls": cls.detach(), "contr": contr.detach(),
+                **{k: v.detach() for k, v in terms.items()}, "dist": dist}
+
+    # -- artefacts ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def reference_errors(self, positions: np.ndarray) -> dict[str, float]:
+        """Per-pixel MSE of G(X) and of X itself against X_r over ``positions`` (eval mode,
+        no augmentation), in [0, 1] grey levels."""
+        data = self.data
+        device = next(self.parameters()).device
+        aug = Augmenter(self.augment_config(), self.in_channels, torch.Generator())
+        scale = float(aug.config.std) ** 2  # back to [0, 1] grey levels
+        was = self.training
+        self.eval()
+        sums = torch.zeros(2, dtype=torch.float64)
+        try:
+            for i in range(0, len(positions), _METRIC_CHUNK):
+                pos = positions[i:i + _METRIC_CHUNK]
+                rows = np.concatenate([data.cache_row[pos], data.cache_row[self._ref[pos]]])
+                imgs = torch.from_numpy(np.ascontiguousarray(data.images[rows])).to(device)
+                x, x_ref = aug(imgs, train=False).float().chunk(2)
+                g = self.generate(x).float()
+                sums[0] += (g - x_ref).pow(2).flatten(1).mean(1).sum().item()
+                sums[1] += (x - x_ref).pow(2).flatten(1).mean(1).sum().item()
+        finally:
+            self.train(was)
+        n = max(len(positions), 1)
+        return {"gen": float(sums[0]) * scale / n, "identity": float(sums[1]) * scale / n}
+
+    def extra_metrics(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.usability)
+        if self.data is None:
+            return out
+        test = self.data.indices["test"]
+        test = test[self._has_ref[test]]
+        out["ref_test_samples"] = int(len(test))
+        if len(test):
+            err = self.reference_errors(test)
+            out["gen_ref_mse_test"] = err["gen"]            # MSE(G(X), X_r)
+            out["identity_ref_mse_test"] = err["identity"]  # MSE(X, X_r): G = identity
+        return out

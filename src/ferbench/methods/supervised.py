@@ -1,0 +1,76 @@
+"""The supervised baseline: backbone + linear head, trained end to end from scratch.
+
+Classification: cross-entropy. Valence/arousal: a 2-d tanh head trained with L_AV
+(``losses.av_loss``). ``finetune: head`` freezes the backbone (kept in eval mode, so its BN
+statistics do not move either): a linear probe, the "FC-only" rows of seed 000.
+Every other method subclasses this one and overrides only what differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from ferbench.errors import FerbenchError
+from ferbench.losses import av_loss
+from ferbench.methods.base import Batch, Method, TaskInfo
+from ferbench.models import LinearHead, build_backbone
+
+FINETUNE = ("full", "head")
+
+
+class Supervised(Method):
+    name = "supervised"
+    defaults = {
+        "finetune": "full",       # full | head (frozen backbone: linear probe)
+        "head_dropout": 0.0,      # dropout before the linear head
+        "backbone_options": {},   # keyword options of the backbone builder (e.g. width)
+    }
+    train_only_hparams = ("finetune", "head_dropout")
+
+    def __init__(self, settings: Mapping[str, Any], task: TaskInfo) -> None:
+        super().__init__(settings, task)
+        if self.hp["finetune"] not in FINETUNE:
+            raise FerbenchError(f"methods.{self.run_name}.finetune: {self.hp['finetune']!r} "
+                                f"(choose from {', '.join(FINETUNE)})")
+        self.backbone, self.feature_dim = build_backbone(
+            self.schedule["backbone"], self.in_channels, task.image_size,
+            **dict(self.hp["backbone_options"] or {}))
+        self.head = LinearHead(self.feature_dim, task.num_outputs, tanh=task.task == "va",
+                               dropout=float(self.hp["head_dropout"]))
+
+    # -- what differs between full fine-tuning and the linear probe ------------------------
+    @property
+    def frozen_backbone(self) -> bool:
+        return self.stage == "train" and self.hp["finetune"] == "head"
+
+    def setup(self, data: Any, stage: str) -> None:
+        super().setup(data, stage)
+        self.backbone.requires_grad_(not self.frozen_backbone)
+
+    def train(self, mode: bool = True) -> "Supervised":
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
+
+    # -- forward -----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Backbone features [B, D]."""
+        if self.frozen_backbone:
+            with torch.no_grad():
+                return self.backbone(x)
+        return self.backbone(x)
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self(x))
+
+    def supervised_loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if self.task.task == "va":
+            return av_loss(out.float(), batch.va)
+        return F.cross_entropy(out.float(), batch.labels)
+
+    def training_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
+        loss = self.supervised_loss(self.predict(batch.x), batch)
+        return {"loss": loss}

@@ -1,0 +1,105 @@
+"""Backbones, all trained from scratch (no weight downloads), built from torchvision/torch blocks.
+
+Every backbone maps images [B, C, S, S] to features [B, D] through two named parts:
+``body`` (the convolutional trunk, spatial map out) and ``pool`` (map -> vector). Methods that
+need the spatial map (a critic on conv features, a decoder) call ``backbone.body(x)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+
+#: Below this input side the ImageNet stems (stride 4 to 32 overall) would leave maps of 1 pixel
+#: or less, so the stem is replaced by a gentler one.
+SMALL_INPUT = 112
+
+
+class Backbone(nn.Module):
+    def __init__(self, body: nn.Module, pool: nn.Module, feature_dim: int) -> None:
+        super().__init__()
+        self.body = body
+        self.pool = pool
+        self.feature_dim = feature_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.body(x))
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+def resnet18(in_channels: int, image_size: int) -> Backbone:
+    net = torchvision.models.resnet18(weights=None)
+    if image_size < SMALL_INPUT:
+        # CIFAR-style stem: 3x3 stride 1 and no max-pool, so a 32-64 px face keeps 4-8 px at layer4.
+        net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    elif in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                         net.layer1, net.layer2, net.layer3, net.layer4)
+    return Backbone(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512)
+
+
+def alexnet_reduced(in_channels: int, image_size: int, bottleneck: int = 32,
+                    dropout: float = 0.5) -> Backbone:
+    """AlexNet as the CAF/AVCE authors use it: the full 5-conv AlexNet trunk, 6x6 average pool
+    (9216 values), then a *reduced* fully-connected part: dropout + FC to a 32-d bottleneck + ReLU
+    (their ``lin0: 9216 -> 32``) instead of AlexNet's 4096-4096 classifier. AVCE's compressor C
+    (avg-pool + FC, z of d = 32) is this pool part; their regressor (32 -> 256 -> 2) is a head.
+    """
+    features = torchvision.models.alexnet(weights=None).features
+    if image_size < SMALL_INPUT:
+        # 11x11 stride 4 + three stride-2 pools needs >= ~100 px; 5x5 stride 2 keeps 1-2 px at 32-48.
+        features[0] = nn.Conv2d(in_channels, 64, 5, stride=2, padding=2)
+    elif in_channels != 3:
+        features[0] = nn.Conv2d(in_channels, 64, 11, stride=4, padding=2)
+    pool = nn.Sequential(nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Dropout(dropout),
+                         nn.Linear(256 * 36, bottleneck), nn.ReLU(inplace=True))
+    return Backbone(features, pool, bottleneck)
+
+
+def cnn3(in_channels: int, image_size: int, fc_dim: int = 384,
+         dropout: float = 0.5) -> Backbone:
+    """The 3-conv CNN of GCNet (seed 003, Table 1): (5x5,32), (3x3,64), (3x3,96) conv, each with
+    BN, ReLU and a stride-2 max-pool of window 5, 3, 3; then dropout 0.5 and one FC layer of
+    (0.5 * 64)^2 * 3 / 2^3 = 384 outputs (the paper's rule at its 64 px; kept fixed at other sizes
+    so the FC does not explode at 224 px) with ReLU. The baseline's second FC (the classifier) is
+    the method's head.
+    """
+    body = nn.Sequential(
+        *_conv_bn_relu(in_channels, 32, 5), nn.MaxPool2d(5, 2, padding=2),
+        *_conv_bn_relu(32, 64, 3), nn.MaxPool2d(3, 2, padding=1),
+        *_conv_bn_relu(64, 96, 3), nn.MaxPool2d(3, 2, padding=1),
+    )
+    side = image_size
+    for _ in range(3):
+        side = (side - 1) // 2 + 1
+    pool = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(96 * side * side, fc_dim),
+                         nn.ReLU(inplace=True))
+    return Backbone(body, pool, fc_dim)
+
+
+def smallcnn(in_channels: int, image_size: int, width: int = 32) -> Backbone:
+    """A small fast CNN for the demo budget on 2 CPU cores: four conv-BN-ReLU blocks, the first
+    three followed by a 2x2 max-pool, then global average pooling."""
+    w = width
+    body = nn.Sequential(
+        *_conv_bn_relu(in_channels, w, 3), nn.MaxPool2d(2),
+        *_conv_bn_relu(w, 2 * w, 3), nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * w, 4 * w, 3), nn.MaxPool2d(2),
+        *_conv_bn_relu(4 * w, 4 * w, 3),
+    )
+    return Backbone(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4 * w)
+
+
+BACKBONES = {
+    "resnet18": resnet18,
+    "alexnet_reduced": alexnet_reduced,
+    "cnn3": cnn3,
+    "smallcnn": smallcnn,
+}

@@ -1,0 +1,328 @@
+"""The training engine: augmentation, learning, resume equality, artefacts, bad input, methods."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fake_fold import CLASSES, make_fold_files, write_config
+from ferbench import cli, engine
+from ferbench.augment import AugmentConfig, Augmenter, AugmentParams
+from ferbench.config import load_config
+from ferbench.data import load_fold
+from ferbench.errors import FerbenchError
+from ferbench.methods import Method, TaskInfo, get_method, method_names
+from ferbench.methods.supervised import Supervised
+
+METRIC_KEYS = {"dataset", "method", "fold", "seed", "task", "classes", "metrics", "confusion",
+               "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra"}
+
+
+def run_cli(verb: str, root: Path, config: Path, out: Path, *, method: str = "supervised",
+            fold: int = 0, seed: int = 0, cache: Path | None = None, folds: Path | None = None,
+            extra: list[str] | None = None) -> int:
+    argv = [verb, "--config", str(config), "--dataset", "fake", "--method", method,
+            "--fold", str(fold), "--seed", str(seed), "--cache", str(cache or root / "cache"),
+            "--folds", str(folds or root / "folds.parquet"), "--out", str(out),
+            "--threads", "1", "--device", "cpu", "--no-progress"] + (extra or [])
+    return cli.main(argv)
+
+
+def temp_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*") if p.is_file())
+
+
+# -- augmentation ------------------------------------------------------------------------------
+def _images(n: int = 6, size: int = 16, channels: int = 3, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, channels, size, size), generator=g, dtype=torch.uint8)
+
+
+def _augmenter(seed: int = 0, **cfg) -> Augmenter:
+    return Augmenter(AugmentConfig(**cfg), 3, torch.Generator().manual_seed(seed))
+
+
+def test_identity_parameters_give_the_identity_image() -> None:
+    x = _images()
+    aug = _augmenter()
+    out = aug.apply(x, AugmentParams.identity(len(x)))
+    assert torch.allclose(out, aug.normalise(x.float() / 255), atol=1e-5)
+
+
+def test_flip_flips_exactly_the_flipped_samples() -> None:
+    x = _images(8)
+    aug = _augmenter()
+    params = AugmentParams.identity(8)
+    params.flip = torch.tensor([True, False, True, True, False, False, True, False])
+    out = aug.apply(x, params)
+    ref = aug.normalise(x.float() / 255)
+    for i, flipped in enumerate(params.flip.tolist()):
+        want = ref[i].flip(-1) if flipped else ref[i]
+        assert torch.allclose(out[i], want, atol=1e-5), i
+        assert flipped == (not torch.allclose(out[i], ref[i], atol=1e-3))
+
+
+def test_each_sample_gets_its_own_parameters() -> None:
+    aug = _augmenter()
+    params = aug.sample(16)
+    for field in ("angle", "brightness", "contrast"):
+        assert len(set(getattr(params, field).tolist())) == 16, field
+    crops = set(zip(params.scale_x.tolist(), params.scale_y.tolist(), params.shift_x.tolist()))
+    assert len(crops) == 16  # (a side may clamp at the full image; the crop still differs)
+    assert 0 < int(params.flip.sum()) < 16
+    same = _images(1).expand(8, -1, -1, -1).contiguous()  # one image, eight times
+    out = aug(same)
+    assert all(not torch.allclose(out[0], out[i]) for i in range(1, 8))
+    assert out.min() >= -1 - 1e-6 and out.max() <= 1 + 1e-6
+
+
+def test_augmentation_is_deterministic_under_a_seeded_generator() -> None:
+    x = _images(8)
+    a, b, c = _augmenter(5), _augmenter(5), _augmenter(6)
+    first, second, other = a(x), b(x), c(x)
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, other)
+    assert not torch.equal(a(x), first)  # the generator advances
+
+
+def test_grey_conversion_and_eval_mode() -> None:
+    x = _images(4)
+    aug = Augmenter(AugmentConfig(), 1, torch.Generator().manual_seed(0))
+    out = aug(x, train=False)
+    assert out.shape == (4, 1, 16, 16)
+    grey = (x.float() / 255 * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    assert torch.allclose(out, (grey - 0.5) / 0.5, atol=1e-6)
+    assert aug.generator.initial_seed() == 0 and torch.equal(aug(x, train=False), out)
+
+
+# -- learning ----------------------------------------------------------------------------------
+def test_supervised_learns_a_separable_task(tmp_path: Path) -> None:
+    make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
+    config = write_config(tmp_path, epochs=12, batch_size=8, checkpoint_every=1000, lr=0.003)
+    out = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, out) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert set(result) == METRIC_KEYS
+    assert result["classes"] == CLASSES and result["n_train"] == 32 and result["n_test"] == 16
+    assert result["steps"] == 12 * 4
+    assert result["metrics"]["accuracy"] >= 0.75  # chance is 0.25
+    cm = np.array(result["confusion"])
+    assert cm.shape == (4, 4) and cm.sum() == 16
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert list(preds.columns) == ["sample_id", "label", "pred"] + [f"prob_{c}" for c in CLASSES]
+    assert np.allclose(preds.filter(like="prob_").sum(axis=1), 1.0, atol=1e-5)
+    assert (preds["pred"] == preds["label"]).mean() == pytest.approx(result["metrics"]["accuracy"])
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert any(k.startswith("backbone.") for k in state) and "head.fc.weight" in state
+    log = pd.read_csv(out / "train_log.csv")
+    assert {"step", "epoch", "lr", "loss"} <= set(log.columns) and log["step"].iloc[-1] == 48
+    assert log["loss"].iloc[-1] < log["loss"].iloc[0]
+    assert any((out / "tb").iterdir())
+    assert "test: accuracy" in (out / "run.log").read_text()
+    assert temp_files(out) == []
+
+
+def test_va_task_and_legacy_metrics(tmp_path: Path) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=3, task="va", kind="group_kfold", n_folds=3)
+    config = write_config(tmp_path, epochs=1, batch_size=16, checkpoint_every=1000, legacy=True)
+    out = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, out) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["task"] == "va" and "classes" not in result and "confusion" not in result
+    keys = {f"{d}_{s}" for d in ("valence", "arousal") for s in ("rmse", "pcc", "ccc", "sagr")}
+    assert set(result["metrics"]) == keys and set(result["legacy_metrics"]) == keys
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert list(preds.columns) == ["sample_id", "valence", "arousal", "pred_valence", "pred_arousal"]
+    assert preds[["pred_valence", "pred_arousal"]].abs().max().max() < 1  # tanh head
+
+
+# -- resume ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["kfold", "official"])  # official: validation every epoch
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch, kind: str) -> None:
+    make_fold_files(tmp_path, subjects=9 if kind == "kfold" else 8, frames=2, n_folds=3, kind=kind)
+    # dropout in the head makes the global RNG matter too
+    config = write_config(tmp_path, epochs=3, batch_size=8, checkpoint_every=4,
+                          methods={"supervised": {"head_dropout": 0.3}})
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert run_cli("train", tmp_path, config, whole) == 0
+
+    monkeypatch.setenv(engine.KILL_ENV, "6")  # dies after step 6; last checkpoint at step 4
+    with pytest.raises(engine.SimulatedKill):
+        run_cli("train", tmp_path, config, broken)
+    assert not (broken / "metrics.json").exists()
+    assert (broken / engine.CHECKPOINT).exists()
+    assert temp_files(broken) == []
+    ckpt = torch.load(broken / engine.CHECKPOINT, weights_only=True)
+    assert ckpt["step"] == 4 and ckpt["epoch"] == 1 and ckpt["index"] == 1  # mid-epoch
+
+    monkeypatch.delenv(engine.KILL_ENV)
+    assert run_cli("train", tmp_path, config, broken) == 0
+    a = json.loads((whole / "metrics.json").read_text())
+    b = json.loads((broken / "metrics.json").read_text())
+    for key in ("metrics", "confusion", "steps", "n_train", "n_test"):
+        assert a[key] == b[key], key
+    wa = torch.load(whole / "model.pt", weights_only=True)
+    wb = torch.load(broken / "model.pt", weights_only=True)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    pa, pb = pd.read_parquet(whole / "predictions.parquet"), pd.read_parquet(broken / "predictions.parquet")
+    pd.testing.assert_frame_equal(pa, pb, check_exact=True)
+    la, lb = pd.read_csv(whole / "train_log.csv"), pd.read_csv(broken / "train_log.csv")
+    pd.testing.assert_frame_equal(la, lb, check_exact=True)
+    assert ("val_accuracy" in la.columns) == (kind == "official")
+    assert "resumed from" in (broken / "run.log").read_text()
+    assert temp_files(broken) == []
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def _fails(capsys, *args, **kwargs) -> str:
+    rc = run_cli(*args, **kwargs)
+    err = capsys.readouterr().err
+    assert rc == 2
+    return err
+
+
+def test_fold_out_of_range(tmp_path: Path, capsys) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=2, n_folds=3)
+    config = write_config(tmp_path)
+    err = _fails(capsys, "train", tmp_path, config, tmp_path / "run", fold=3)
+    assert "fold 3 out of range" in err
+    assert not (tmp_path / "run" / engine.CHECKPOINT).exists()
+
+
+def test_missing_cache_size(tmp_path: Path, capsys) -> None:
+    make_fold_files(tmp_path, size=32, subjects=6, frames=2)
+    config = write_config(tmp_path, size=48)
+    err = _fails(capsys, "train", tmp_path, config, tmp_path / "run")
+    assert "faces_48.npy" in err and "faces_32.npy" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_corrupt_checkpoint_names_the_file(tmp_path: Path, capsys) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=2)
+    config = write_config(tmp_path)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / engine.CHECKPOINT).write_bytes(b"not a checkpoint at all")
+    err = _fails(capsys, "train", tmp_path, config, out)
+    assert str(out / engine.CHECKPOINT) in err and "corrupt" in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_unknown_method_and_config_keys(tmp_path: Path, capsys) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=2)
+    config = write_config(tmp_path, methods={"supervised": {"finetun": "head"},
+                                             "ghost": {"class": "nosuchmethod"}})
+    assert "methods.nope" in _fails(capsys, "train", tmp_path, config, tmp_path / "a", method="nope")
+    assert "'finetun'" in _fails(capsys, "train", tmp_path, config, tmp_path / "b")
+    assert "'nosuchmethod'" in _fails(capsys, "train", tmp_path, config, tmp_path / "c", method="ghost")
+    err = _fails(capsys, "pretrain", tmp_path, config, tmp_path / "d")
+    assert "no pretraining stage" in err
+
+
+def test_empty_fold_and_missing_folds_file(tmp_path: Path, capsys) -> None:
+    cache, folds = make_fold_files(tmp_path, subjects=6, frames=2, n_folds=3)
+    table = pd.read_parquet(folds)
+    table.loc[table["fold"] == 1, "protocol_sample"] = False
+    table.to_parquet(folds, index=False)
+    config = write_config(tmp_path)
+    assert "empty test set" in _fails(capsys, "train", tmp_path, config, tmp_path / "run", fold=1)
+    err = _fails(capsys, "train", tmp_path, config, tmp_path / "run", folds=tmp_path / "nope.parquet")
+    assert "nope.parquet" in err
+
+
+# -- methods -----------------------------------------------------------------------------------
+def _trainer(root: Path, methods: dict, epochs: int = 2, seed: int = 0, stage: str = "train"):
+    config = load_config(write_config(root, epochs=epochs, batch_size=8, methods=methods), validate=False)
+    name = next(iter(methods))
+    settings = engine.stage_settings(config, "fake", name, stage)
+    data = load_fold(root / "cache", root / "folds.parquet", 0, 32)
+    engine.seed_everything(seed)
+    cls = get_method(settings["method"].get("class", name))
+    method = cls(settings, TaskInfo(data.task, tuple(data.classes), 32))
+    method.setup(data, stage)
+    return engine.Trainer(method, data, settings, torch.device("cpu"), seed, out=None)
+
+
+def test_head_only_finetune_leaves_the_backbone_unchanged(tmp_path: Path) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=2)
+    trainer = _trainer(tmp_path, {"probe": {"class": "supervised", "finetune": "head"}})
+    before = {k: v.clone() for k, v in trainer.method.state_dict().items()}
+    trainer.fit()
+    after = trainer.method.state_dict()
+    assert trainer.step > 0
+    for key in before:
+        if key.startswith("backbone."):  # weights AND BN running statistics
+            assert torch.equal(before[key], after[key]), key
+    assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
+    optimised = {id(q) for g in trainer.optimizers[0].param_groups for q in g["params"]}
+    assert optimised == {id(p) for p in trainer.method.head.parameters()}
+    assert not any(p.requires_grad for p in trainer.method.backbone.parameters())
+
+
+def test_registry_and_variant_names(tmp_path: Path) -> None:
+    assert "supervised" in method_names() and get_method("supervised") is Supervised
+    with pytest.raises(FerbenchError, match="unknown class 'nope'"):
+        get_method("nope")
+    make_fold_files(tmp_path, subjects=6, frames=2)
+    config = write_config(tmp_path, epochs=1, methods={"sup_probe": {"class": "supervised", "finetune": "head"}})
+    assert run_cli("train", tmp_path, config, tmp_path / "run", method="sup_probe") == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["method"] == "sup_probe"
+
+
+class ToyPretrain(Supervised):
+    """A two-view pretraining method in a few lines: the shape later SSL methods take."""
+
+    name = "toy_pretrain_for_tests"
+    pretrain = True
+    pretrain_views = 2
+    defaults = {"weight": 1.0}
+
+    def pretraining_step(self, batch, optimizers=None):
+        z1, z2 = self(batch.views[0]), self(batch.views[1])
+        loss = self.hp["weight"] * (z1 - z2).pow(2).mean() + 0.1 * (1 - z1.std(0)).clamp(min=0).mean()
+        return {"loss": loss, "gap": (z1 - z2).abs().mean()}
+
+
+def test_pretrain_then_finetune_from_the_encoder(tmp_path: Path, capsys) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=3)
+    config = write_config(tmp_path, epochs=1, methods={
+        "toy": {"class": ToyPretrain.name, "finetune": "head", "pretrain": {"epochs": 2, "lr": 0.01}}})
+    pre, run = tmp_path / "pre", tmp_path / "run"
+    assert run_cli("pretrain", tmp_path, config, pre, method="toy") == 0
+    meta = json.loads((pre / "metrics.json").read_text())
+    # pretraining sees every frame of the training subjects (4 of 6 subjects x 4 seqs x 3 frames)
+    assert meta["stage"] == "pretrain" and meta["n_train"] == 48 and meta["steps"] == 2 * 6
+    assert set(meta["losses"]) == {"loss", "gap"}
+    encoder = torch.load(pre / "encoder.pt", weights_only=True)
+    assert encoder["backbone"] == "smallcnn" and any(k.startswith("body.") for k in encoder["state"])
+    assert "needs --pretrained" in _fails(capsys, "train", tmp_path, config, run, method="toy")
+    assert run_cli("train", tmp_path, config, run, method="toy", extra=["--pretrained", str(pre / "encoder.pt")]) == 0
+    final = torch.load(run / "model.pt", weights_only=True)
+    for key, value in encoder["state"].items():  # FC-only fine-tuning kept the pretrained encoder
+        assert torch.equal(final[f"backbone.{key}"], value), key
+
+
+def test_sequence_helpers(tmp_path: Path) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=3, n_folds=3)
+    data = load_fold(tmp_path / "cache", tmp_path / "folds.parquet", 0, 32)
+    train = data.indices["train"]
+    first = data.sequence_first(train)
+    assert (data.folds["frame"].to_numpy()[first] == 0).all()
+    assert (data.folds["sequence"].to_numpy()[first] == data.folds["sequence"].to_numpy()[train]).all()
+    assert (data.sequence_first_row(train) == data.cache_row[first]).all()
+    seqs = data.sequences()
+    assert len(seqs) == 4 * 4 and all(len(s) == 3 for s in seqs)  # 4 training subjects x 4 sequences
+    assert all(data.subject_mask[s].all() for s in seqs)
+    assert all((np.diff(data.folds["frame"].to_numpy()[s].astype(int)) > 0).all() for s in seqs)
+
+
+def test_method_interface_defaults() -> None:
+    assert Method.all_defaults() == {"channels": 3, "augment": {}, "pretrain_augment": {}}
+    assert {"finetune", "head_dropout", "channels"} <= set(Supervised.all_defaults())
+    assert ToyPretrain.all_defaults()["weight"] == 1.0 and ToyPretrain.pretrain

@@ -1,0 +1,192 @@
+"""The Snakemake workflow: lint-clean, one train job per dataset x method x fold x seed, and one
+clear line naming the key for a bad config (through Snakemake and through ferbench)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    # Rules and tests find `ferbench`/`snakemake` in the interpreter's environment.
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def snakemake(*args: str) -> subprocess.CompletedProcess:
+    # --nolock: a dry run must not collide with a real run in the same checkout.
+    return run(sys.executable, "-m", "snakemake", "--nolock", *args)
+
+
+def write_config(tmp_path: Path, edit=None, name: str = "config.yaml") -> Path:
+    """params.yaml with cache/results in tmp_path (nothing in the repo is touched), then edit."""
+    config = copy.deepcopy(PARAMS)
+    config["cache"] = str(tmp_path / "cache")
+    config["results"] = str(tmp_path / "results")
+    if edit is not None:
+        edit(config)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def twelve_jobs(config):
+    config["budget"] = "demo"
+    config["budgets"]["demo"]["folds"] = [0, 1, 2]
+    config["run"] = {"datasets": ["ckplus", "afewva"], "methods": ["supervised"], "seeds": [0, 1]}
+
+
+def all_folds(config):
+    config["budget"] = "demo"
+    config["budgets"]["demo"]["folds"] = None
+    config["datasets"]["ckplus"]["protocol"]["folds"] = 5
+    config["run"] = {"datasets": ["ckplus", "fer2013"], "methods": ["supervised"], "seeds": [3]}
+
+
+def unregistered_method(config):
+    config["methods"]["nosuch"] = {}
+    config["run"]["methods"] = ["supervised", "nosuch"]
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory):
+    """The invocations that build the whole DAG, started together: each one imports the
+    method registry (torch), which dominates this file's run time."""
+    tmp = tmp_path_factory.mktemp("workflow")
+    commands = {"lint": ["--lint"]}
+    for edit in (twelve_jobs, all_folds, unregistered_method):
+        config = write_config(tmp, edit, f"{edit.__name__}.yaml")
+        commands[edit.__name__] = ["--dry-run", "--configfile", str(config)]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        yield {name: pool.submit(snakemake, *args) for name, args in commands.items()}
+
+
+def dry_run_jobs(result: subprocess.CompletedProcess) -> tuple[dict[str, int], list[tuple[str, ...]]]:
+    """The job-stats table and the (dataset, method, fold, seed) of every train job."""
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    stats = dict(
+        (m.group(1), int(m.group(2)))
+        for m in re.finditer(r"^(\w+)\s+(\d+)$", out.split("Job stats:")[1], re.M)
+    )
+    jobs, rule = [], None
+    for line in out.splitlines():
+        started = re.match(r"^(?:local)?rule (\w+):", line)
+        if started:
+            rule = started.group(1)
+        wildcards = re.match(
+            r"^\s+wildcards: dataset=(\w+), method=(\w+), fold=(\d+), seed=(\d+)$", line
+        )
+        if wildcards and rule == "train":
+            jobs.append(wildcards.groups())
+    return stats, jobs
+
+
+def test_lint_prints_no_warnings(parsed):
+    result = parsed["lint"].result()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "Lints for" not in out, out
+    assert "Congratulations, your workflow is in a good condition!" in out
+
+
+def test_shipped_params_yaml_is_valid():
+    result = run(str(BIN / "ferbench"), "validate-config", "params.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout
+
+
+def test_dry_run_has_one_train_job_per_dataset_method_fold_seed(parsed):
+    stats, jobs = dry_run_jobs(parsed["twelve_jobs"].result())
+    expected = {
+        (dataset, "supervised", str(fold), str(seed))
+        for dataset in ("ckplus", "afewva") for fold in (0, 1, 2) for seed in (0, 1)
+    }
+    assert len(jobs) == len(set(jobs)) == 12
+    assert set(jobs) == expected
+    assert stats["train"] == 12
+    # Data are decoded once per dataset, whatever the number of jobs reading them.
+    assert stats["prepare"] == stats["folds"] == 2
+    assert stats["aggregate"] == 1
+
+
+def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):
+    stats, jobs = dry_run_jobs(parsed["all_folds"].result())
+    # ckplus: 5-fold protocol; fer2013: official split = one fold.
+    assert sorted(jobs) == sorted(
+        [("ckplus", "supervised", str(fold), "3") for fold in range(5)]
+        + [("fer2013", "supervised", "0", "3")]
+    )
+    assert stats["train"] == 6
+
+
+BAD_CONFIGS = {
+    "wrong_key": (
+        lambda c: c["budgets"]["demo"].update(epoch=3),
+        ["budgets.demo", "'epoch' was unexpected"],
+    ),
+    "wrong_type": (
+        lambda c: c["budgets"]["demo"].update(epochs="four"),
+        ["budgets.demo.epochs", "'four' is not of type 'integer'"],
+    ),
+    "unknown_method": (
+        lambda c: c["run"].update(methods=["nosuch"]),
+        ["run.methods", "'nosuch' has no entry under methods"],
+    ),
+    "unknown_dataset": (
+        lambda c: c["run"].update(datasets=["ckplus", "imagenet"]),
+        ["run.datasets.1", "'imagenet' is not one of"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_config_is_one_line_naming_the_key(tmp_path, case):
+    edit, expected = BAD_CONFIGS[case]
+    config = write_config(tmp_path, edit)
+
+    checked = run(str(BIN / "ferbench"), "validate-config", str(config))
+    assert checked.returncode != 0
+    lines = checked.stderr.strip().splitlines()
+    assert len(lines) == 1, checked.stderr
+    for text in expected:
+        assert text in lines[0], checked.stderr
+
+    dag = snakemake("--dry-run", "--configfile", str(config))
+    assert dag.returncode != 0
+    message = [line for line in (dag.stdout + dag.stderr).splitlines() if expected[0] in line]
+    assert message, dag.stdout + dag.stderr
+    for text in expected:
+        assert text in message[0], message[0]
+
+
+def test_method_not_in_registry_is_named_at_dag_build(parsed):
+    dag = parsed["unregistered_method"].result()
+    out = dag.stdout + dag.stderr
+    assert dag.returncode != 0
+    assert "run.methods: unknown method 'nosuch' (known: " in out, out
+
+
+def test_missing_real_dataset_root_names_its_key(tmp_path):
+    missing = tmp_path / "MMI" / "Sessions"
+
+    def edit(config):
+        config["datasets"]["mmi"]["root"] = str(missing)
+        config["run"]["datasets"] = ["ckplus", "mmi"]
+
+    dag = snakemake("--dry-run", "--configfile", str(write_config(tmp_path, edit)))
+    out = dag.stdout + dag.stderr
+    assert dag.returncode != 0
+    assert f"datasets.mmi.root: '{missing}' does not exist" in out, out

@@ -1,0 +1,346 @@
+# Config lookups and input functions shared by the rules/*.smk files; nothing else lives here.
+# Everything is computed from the validated config (schema defaults filled in), so the whole DAG,
+# every fold included, is known before any data exists: no checkpoints.
+import json
+import os
+import re
+import shlex
+
+from snakemake.exceptions import WorkflowError
+
+from ferbench.config import TRAIN_KEYS, job_settings
+from ferbench.errors import FerbenchError
+from ferbench.protocols import resolve_protocol
+
+RESULTS = os.path.normpath(config["results"])
+CACHE = os.path.normpath(config["cache"])
+SYNTHETIC = config["synthetic"]
+SYNTHETIC_OUT = os.path.normpath(SYNTHETIC["out"])
+RUN = config["run"]
+BUDGET = config["budgets"][config["budget"]]
+
+
+def alternatives(names):
+    """Wildcard constraint matching exactly the given names."""
+    return "|".join(re.escape(name) for name in sorted(names))
+
+
+def results_path(*parts):
+    return os.path.join(RESULTS, *parts)
+
+
+def cache_path(*parts):
+    return os.path.join(CACHE, *parts)
+
+
+def res(step, key):
+    """threads / mem_mb / runtime / gpu of one step (the schema filled in the defaults)."""
+    return config["resources"][step][key]
+
+
+# -- data ---------------------------------------------------------------------------------------
+def synthetic_layout(root):
+    """The synthetic layout a dataset root lies in, or None for a real dataset."""
+    rel = os.path.relpath(os.path.abspath(root), os.path.abspath(SYNTHETIC_OUT))
+    if rel == os.curdir or rel.split(os.sep)[0] == os.pardir:
+        return None
+    return rel.split(os.sep)[0]
+
+
+def synthetic_dir(layout):
+    return os.path.join(SYNTHETIC_OUT, layout)
+
+
+def synthetic_out(wildcards):
+    return SYNTHETIC_OUT
+
+
+def synthetic_outputs():
+    return [directory(synthetic_dir(layout)) for layout in SYNTHETIC["layouts"]]
+
+
+def check_datasets(names):
+    """Fail at DAG build time, naming the key, for data the workflow cannot make."""
+    for name in sorted(names):
+        entry = config["datasets"][name]
+        root = entry["root"]
+        layout = synthetic_layout(root)
+        if layout is not None and layout not in SYNTHETIC["layouts"]:
+            raise WorkflowError(
+                f"datasets.{name}.root: {root!r} lies inside synthetic.out ({SYNTHETIC_OUT}) "
+                f"but synthetic.layouts has no {layout!r}"
+            )
+        if layout is None and not os.path.exists(root):
+            raise WorkflowError(
+                f"datasets.{name}.root: {root!r} does not exist; point it at your copy of "
+                f"{name} (check it with `ferbench inspect {name} ROOT`) or drop {name} "
+                "from run.datasets"
+            )
+        fold_file = entry.get("fold_file")
+        if fold_file and not os.path.isfile(fold_file):
+            raise WorkflowError(f"datasets.{name}.fold_file: {fold_file!r} does not exist")
+
+
+def dataset_root_input(wildcards):
+    """The synthetic layout folder (made by `synthesize`) or the user's root, as shipped."""
+    root = config["datasets"][wildcards.dataset]["root"]
+    layout = synthetic_layout(root)
+    if layout is not None:
+        return synthetic_dir(layout)
+    # ancient: a stray file dropped into a multi-GB root must not re-decode it; a changed
+    # root path still reruns prepare through params.
+    return ancient(root)
+
+
+def dataset_root(wildcards):
+    return config["datasets"][wildcards.dataset]["root"]
+
+
+def n_folds(dataset):
+    """Folds of the dataset's protocol (official = 1), resolved as `ferbench folds` does."""
+    try:
+        protocol = resolve_protocol(dataset, config["datasets"][dataset].get("protocol"))
+    except FerbenchError as err:
+        raise WorkflowError(f"datasets.{dataset}.protocol: {err}") from None
+    return protocol["folds"]
+
+
+def run_folds(dataset):
+    """The budget's folds that exist in this dataset's protocol (all of them for null)."""
+    total = n_folds(dataset)
+    wanted = BUDGET.get("folds")
+    if wanted is None:
+        return list(range(total))
+    folds = sorted(f for f in wanted if f < total)
+    if not folds:
+        raise WorkflowError(
+            f"budgets.{config['budget']}.folds: none of {wanted} exists in the "
+            f"{total}-fold protocol of {dataset}"
+        )
+    return folds
+
+
+def protocol_json(wildcards):
+    return json.dumps(config["datasets"][wildcards.dataset].get("protocol") or {}, sort_keys=True)
+
+
+def fold_file_input(wildcards):
+    fold_file = config["datasets"][wildcards.dataset].get("fold_file")
+    return {"fold_file": fold_file} if fold_file else {}
+
+
+def fold_file_arg(wildcards, input):
+    fold_file = input.get("fold_file")
+    return f"--fold-file {shlex.quote(fold_file)}" if fold_file else ""
+
+
+# -- methods ------------------------------------------------------------------------------------
+def method_class(method):
+    """The registered class of a run name (its block's `class`, else the name itself); its
+    block's keys are checked against the class here, at DAG build time, not in a job.
+    None while ferbench.methods has no registry (then no method has a pretraining stage)."""
+    try:
+        from ferbench.methods import get_method, method_names
+    except ImportError as err:
+        if err.name != "ferbench.methods":
+            raise
+        return None
+    block = config["methods"][method]
+    name = block.get("class") or method
+    try:
+        cls = get_method(name)
+    except FerbenchError:
+        key = f"methods.{method}.class" if block.get("class") else "run.methods"
+        raise WorkflowError(
+            f"{key}: unknown method {name!r} (known: {', '.join(method_names())})"
+        ) from None
+    known = set(TRAIN_KEYS) | {"class", "pretrain"} | set(cls.all_defaults())
+    unknown = sorted(set(block) - known)
+    if unknown:
+        raise WorkflowError(
+            f"methods.{method}.{unknown[0]}: not a key of method {cls.name!r} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    return cls
+
+
+def stage_schedule(dataset, method, stage):
+    """The training keys of one stage (a method's `pretrain:` block overrides the pretrain's)."""
+    try:
+        from ferbench.engine import stage_settings
+
+        return stage_settings(config, dataset, method, stage, "config")["train"]
+    except ImportError as err:
+        if err.name != "ferbench.engine":
+            raise
+        return job_settings(config, dataset, method)["train"]
+    except FerbenchError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def pretrain_plan(dataset, method):
+    """Where the encoder of run name `method` on target `dataset` comes from, or None.
+
+    {"dataset": the pretraining data (the target, or another dataset the method names),
+     "method": the first run name whose pretraining is identical (they share one job),
+     "per_fold": its data depend on the fold (else one job, stored as fold0, serves all)}.
+    """
+    cls = CLASSES[method]
+    if cls is None or not cls.pretrain:
+        return None
+    settings = job_settings(config, dataset, method)
+    source = cls.pretrain_source(settings) if hasattr(cls, "pretrain_source") else dataset
+    if source not in config["datasets"]:
+        raise WorkflowError(
+            f"methods.{method}: pretraining dataset {source!r} has no entry under datasets"
+        )
+    if hasattr(cls, "pretrain_data_depends_on_fold"):
+        per_fold = bool(cls.pretrain_data_depends_on_fold(settings))
+    else:
+        per_fold = bool(cls.pretrain_per_fold) and source == dataset
+    return {"dataset": source, "method": method, "per_fold": per_fold}
+
+
+def pretrain_identity(plan):
+    cls = CLASSES[plan["method"]]
+    if not hasattr(cls, "pretrain_identity"):
+        return plan["method"]
+    from ferbench.engine import stage_settings
+
+    settings = stage_settings(config, plan["dataset"], plan["method"], "pretrain", "config")
+    return json.dumps(cls.pretrain_identity(settings), sort_keys=True, default=str)
+
+
+def pretrain_plans():
+    """Every (target, run name) with a pretraining stage; equal pretrainings share an owner."""
+    plans, owners = {}, {}
+    for dataset in RUN["datasets"]:
+        for method in RUN["methods"]:
+            plan = pretrain_plan(dataset, method)
+            if plan is None:
+                continue
+            key = (plan["dataset"], plan["per_fold"], pretrain_identity(plan))
+            plan["method"] = owners.setdefault(key, method)
+            plans[dataset, method] = plan
+    return plans
+
+
+def pretrain_path(dataset, method, fold, seed):
+    return results_path("pretrain", dataset, method, f"fold{fold}", f"seed{seed}", "encoder.pt")
+
+
+def image_sizes():
+    """Every face size a job of this run reads; every dataset is cached at all of them."""
+    sizes = {
+        stage_schedule(dataset, method, "train")["image_size"]
+        for dataset in RUN["datasets"]
+        for method in RUN["methods"]
+    }
+    sizes |= {
+        stage_schedule(plan["dataset"], plan["method"], "pretrain")["image_size"]
+        for plan in PLANS.values()
+    }
+    return sorted(sizes)
+
+
+def faces_outputs():
+    return [cache_path("{dataset}", f"faces_{size}.npy") for size in SIZES]
+
+
+def sizes_arg(wildcards):
+    return " ".join(str(size) for size in SIZES)
+
+
+def job_config(wildcards, stage="train"):
+    """The slice of the config one job reads, as JSON: a valid params file on its own.
+
+    It is the job's --config (so --config/--configfile overrides reach the job) and a param
+    (so changing a value reruns exactly the jobs that read it: one method's keys rerun that
+    method's jobs; the budget's `folds` list is left out, it only selects jobs; keys a method
+    marks as train-only do not rerun its pretraining).
+    """
+    dataset, method = wildcards.dataset, wildcards.method
+    block = dict(config["methods"][method])
+    if stage == "pretrain":
+        for key in getattr(CLASSES[method], "train_only_hparams", ()):
+            block.pop(key, None)
+    sliced = {
+        "budget": config["budget"],
+        "run": {"datasets": [dataset], "methods": [method], "seeds": [int(wildcards.seed)]},
+        "datasets": {dataset: config["datasets"][dataset]},
+        "budgets": {config["budget"]: {k: v for k, v in BUDGET.items() if k != "folds"}},
+        "methods": {method: block},
+        "metrics": config.get("metrics", {}),
+    }
+    return json.dumps(sliced, sort_keys=True)
+
+
+def pretrain_config(wildcards):
+    return job_config(wildcards, stage="pretrain")
+
+
+def report_config(wildcards):
+    """The whole config but `resources` (scheduling does not change a table)."""
+    return json.dumps({k: v for k, v in config.items() if k != "resources"}, sort_keys=True)
+
+
+def cache_inputs(dataset, size):
+    return {
+        "faces": cache_path(dataset, f"faces_{size}.npy"),
+        "samples": cache_path(dataset, "samples.parquet"),
+        "folds": cache_path(dataset, "folds.parquet"),
+    }
+
+
+def pretrain_inputs(wildcards):
+    size = stage_schedule(wildcards.dataset, wildcards.method, "pretrain")["image_size"]
+    return cache_inputs(wildcards.dataset, size)
+
+
+def train_inputs(wildcards):
+    dataset, method = wildcards.dataset, wildcards.method
+    inputs = cache_inputs(dataset, stage_schedule(dataset, method, "train")["image_size"])
+    plan = PLANS.get((dataset, method))
+    if plan is not None:
+        fold = wildcards.fold if plan["per_fold"] else 0
+        inputs["pretrained"] = pretrain_path(plan["dataset"], plan["method"], fold, wildcards.seed)
+    return inputs
+
+
+def pretrained_arg(wildcards, input):
+    pretrained = input.get("pretrained")
+    return f"--pretrained {shlex.quote(pretrained)}" if pretrained else ""
+
+
+# -- targets ------------------------------------------------------------------------------------
+def train_runs(name):
+    """One file per dataset x method x fold x seed of the run."""
+    return [
+        results_path(
+            "runs", dataset, method, f"fold{fold}", f"seed{seed}", name
+        )
+        for dataset in RUN["datasets"]
+        for method in RUN["methods"]
+        for fold in run_folds(dataset)
+        for seed in RUN["seeds"]
+    ]
+
+
+def runs_dir(wildcards):
+    return results_path("runs")
+
+
+def get_final_output():
+    return [
+        results_path("summary.json"),
+        results_path("plots", "per_fold.csv"),
+        results_path("tables"),
+        results_path("figures"),
+    ]
+
+
+check_datasets(RUN["datasets"])  # before the method registry: it imports torch (seconds)
+CLASSES = {method: method_class(method) for method in RUN["methods"]}
+PLANS = pretrain_plans()
+check_datasets({plan["dataset"] for plan in PLANS.values()} - set(RUN["datasets"]))
+SIZES = image_sizes()

@@ -1,0 +1,32 @@
+# Paper-style tables, figures, the DVC metrics file and the per-fold plot data, from every run.
+
+
+rule aggregate:
+    input:
+        metrics=train_runs("metrics.json"),
+        predictions=train_runs("predictions.parquet"),
+    output:
+        tables=directory(results_path("tables")),
+        figures=directory(results_path("figures")),
+        summary=results_path("summary.json"),
+        plots=results_path("plots", "per_fold.csv"),
+    params:
+        config=report_config,
+        runs=runs_dir,
+    log:
+        log=results_path("logs", "aggregate.log"),
+        config=results_path("logs", "aggregate.config.json"),
+    benchmark:
+        results_path("benchmarks", "aggregate.tsv")
+    threads: res("aggregate", "threads")
+    resources:
+        mem_mb=res("aggregate", "mem_mb"),
+        runtime=res("aggregate", "runtime"),
+        gpu=res("aggregate", "gpu"),
+    conda:
+        "../envs/ferbench.yaml"
+    shell:
+        "printf '%s\\n' {params.config:q} > {log.config:q}\n"
+        "ferbench aggregate --runs {params.runs:q} --config {log.config:q}"
+        " --tables {output.tables:q} --figures {output.figures:q}"
+        " --summary {output.summary:q} --plots {output.plots:q} > {log.log:q} 2>&1"
