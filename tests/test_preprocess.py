@@ -187,7 +187,8 @@ class _FailingLoad(TableReader):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("where", ["one-pass reader", "file reader"])
-def test_failure_mid_way_leaves_no_partial_cache(tmp_path, threads, where):
+def test_failure_mid_way_leaves_no_partial_cache(tmp_path, monkeypatch, threads, where):
+    monkeypatch.setattr(preprocess, "PROCESS_MIN_ROWS", 0)  # small table, yet worker processes
     base = _reader(tmp_path / "data", n=80)
     cls = _FailingReader if where == "one-pass reader" else _FailingLoad
     reader = cls("fake", base.result)
@@ -207,11 +208,19 @@ def test_failed_rerun_keeps_no_report_of_the_old_cache(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["faces_32.npy", "samples.parquet"]
 
 
-def test_threads_give_identical_output_and_order(tmp_path):
+def test_threads_give_identical_output_and_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "PROCESS_MIN_ROWS", 0)
+    pools = []
+
+    class CountingPool(preprocess.ProcessPoolExecutor):
+        def __init__(self, *args, **kw):
+            pools.append(kw["max_workers"])
+            super().__init__(*args, **kw)
+    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", CountingPool)
     reader = _reader(tmp_path / "data", n=70, broken={3, 40}, landmarks=False)  # detector path
     one = prepare_cache(reader, tmp_path / "data", tmp_path / "one", sizes=[24], threads=1, progress=False)
     two = prepare_cache(reader, tmp_path / "data", tmp_path / "two", sizes=[24], threads=2, progress=False)
-    assert one == two
+    assert one == two and pools == [2]  # threads=2 really decoded in two worker processes
     assert one["crop"]["detector"] + one["crop"]["center"] == 68
     np.testing.assert_array_equal(np.load(tmp_path / "one" / "faces_24.npy"), np.load(tmp_path / "two" / "faces_24.npy"))
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one" / "samples.parquet"),

@@ -19,8 +19,13 @@ The crop is a square of side ``max(w, h) * (1 + 2 * margin)`` centred on the fac
 axis where the square fits inside the image it is shifted inside (no artificial border);
 where it does not fit it stays centred and the outside is zero-padded.
 
+--threads N: file readers decode+crop chunks of CHUNK_ROWS rows in N worker processes (PIL
+holds the GIL; below PROCESS_MIN_ROWS images, in this process); container readers (overridden iter_images) keep their one decoding pass and
+crop on N threads. Results are written in table order, so the output does not depend on N.
+
 Every file is first written under a temporary name and renamed at the end (ferbench.io), so a
-failure leaves the previous cache (or none) and no partial files. Unreadable images are counted
+failure leaves no partial file. report.json is the completion marker: an older cache loses it
+before the work starts and the new one is renamed into place last. Unreadable images are counted
 under skipped "unreadable image" and left out of samples.parquet; with --strict the first one
 is an error naming the file.
 """
@@ -53,6 +58,9 @@ CROP_METHODS = ("landmarks", "box", "detector", "center", "whole")
 UNREADABLE = "unreadable image"
 #: Rows per work item: large enough to amortise scheduling, small enough to balance threads.
 CHUNK_ROWS = 32
+#: Below this many images a worker process costs more to start (~1 CPU-second of imports)
+#: than it saves: decode in this process.
+PROCESS_MIN_ROWS = 1000
 #: Images are shrunk to at most this side before running the Haar cascade (speed; faces in
 #: these datasets are large).
 DETECT_MAX_SIDE = 480
@@ -314,7 +322,8 @@ def _results(
         if next(images, _MISSING) is not _MISSING:
             raise FerbenchError(f"{getattr(reader, 'name', 'reader')}: iter_images yielded more than {n} images")
 
-    if threads <= 1 or len(bounds) <= 1:
+    serial = threads <= 1 or len(bounds) <= 1 or (not one_pass and n < PROCESS_MIN_ROWS)
+    if serial:
         if one_pass:
             for rows in one_pass_chunks():
                 yield _crop_rows(rows, spec)
