@@ -326,3 +326,17 @@ def test_method_interface_defaults() -> None:
     assert Method.all_defaults() == {"channels": 3, "augment": {}, "pretrain_augment": {}}
     assert {"finetune", "head_dropout", "channels"} <= set(Supervised.all_defaults())
     assert ToyPretrain.all_defaults()["weight"] == 1.0 and ToyPretrain.pretrain
+
+
+def test_pretrain_augmentation_applies_to_the_pretraining_stage_only() -> None:
+    settings = {"method_name": "toy", "dataset": "fake",
+                "method": {"augment": {"flip": 0.0}, "pretrain_augment": {"scale": [0.2, 1.0]}},
+                "train": {"backbone": "smallcnn", "image_size": 32, "batch_size": 8, "lr": 0.001}}
+    method = ToyPretrain(settings, TaskInfo("classification", tuple(CLASSES), 32))
+    method.stage = "pretrain"
+    assert method.augment_config().scale == (0.2, 1.0) and method.augment_config().flip == 0.0
+    method.stage = "train"
+    assert method.augment_config().scale == AugmentConfig().scale and method.augment_config().flip == 0.0
+    with pytest.raises(FerbenchError, match="methods.toy.augment: unknown key 'zoom'"):
+        settings["method"]["augment"] = {"zoom": 2}
+        ToyPretrain(settings, TaskInfo("classification", tuple(CLASSES), 32)).augment_config()

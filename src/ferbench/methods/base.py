@@ -24,9 +24,13 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
     m = cls(settings, task)              # builds every network (seeded); no data yet
     m.setup(data, stage)                 # stage "pretrain" | "train"; data: FoldData (see data.py)
     m.load_pretrained(state)             # train --pretrained only (from the pretrain's encoder.pt)
-    m.to(device)
-    optimizers, schedulers = m.configure_optimizers()
-    for epoch:  batches = m.epoch_batches(generator, epoch)   # list of int64 [B, k] positions
+    m.to(device)                         # + channels_last on CUDA; m.autocast is set
+    m.steps_per_epoch, m.total_steps = m.num_batches(), epochs * m.num_batches()
+    optimizers, schedulers = m.configure_optimizers()   # schedulers step once per iteration
+    for epoch:  batches = m.epoch_batches(generator, epoch)   # exactly m.num_batches() int64
+                                         # [B, k] position arrays; default: shuffled
+                                         # m.sampling_units(), drop_last, k = 1 (train) or
+                                         # pretrain_views (pretrain)
         for positions in batches:        # the engine gathers images -> Batch (uint8, on device)
             batch.views = m.transform(batch, augmenter, train=True)   # k float views [B, C, S, S]
             automatic:  out = m.training_step(batch)      # or m.pretraining_step(batch)
@@ -47,6 +51,13 @@ set ``manual_optimization = True``; ``training_step(batch, optimizers)`` then do
 ``zero_grad``/``backward``/``step`` and returns only what to log. Wrap forward passes in
 ``with self.autocast():`` (bf16 on CUDA, nothing on CPU) and call backward outside it.
 Schedulers are still stepped by the engine, once per iteration.
+
+Pretraining: ``pretrain = True`` adds the stage (``pretraining_step``; ``epoch_batches`` and
+``num_batches`` see ``self.stage == "pretrain"``; ``pretrain_views``; ``pretrain_augment``);
+``pretrain_source(settings)`` / ``pretrain_data_depends_on_fold(settings)`` (classmethods, default:
+the target dataset / ``pretrain_per_fold``) tell the workflow which data and whether one job per
+fold; ``train_only_hparams`` are left out of the pretraining job's config. ``train`` then needs
+``--pretrained encoder.pt`` and calls ``load_pretrained``.
 
 Anything stateful that is not a parameter or buffer (a Python counter) goes through
 ``get_extra_state``/``set_extra_state`` so checkpoints restore it. Randomness in a method must
@@ -187,10 +198,12 @@ class Method(nn.Module):
 
     def augment_config(self) -> AugmentConfig:
         """Augmentation for the current stage: ``augment``, then ``pretrain_augment`` on top
-        when pretraining."""
-        given = dict(self.hp.get("augment") or {})
+        when pretraining (each: the class's defaults, then the config's keys)."""
+        defaults = self.all_defaults()
+        # a user's block overrides single keys of the class's block, not the whole mapping
+        given = {**defaults["augment"], **dict(self.hp.get("augment") or {})}
         if self.stage == "pretrain":
-            given.update(self.hp.get("pretrain_augment") or {})
+            given.update({**defaults["pretrain_augment"], **dict(self.hp.get("pretrain_augment") or {})})
         return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
 
     # -- data ------------------------------------------------------------------------------
