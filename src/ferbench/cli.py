@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
         p.add_argument("--no-progress", action="store_true")
+        if verb == "pretrain":
+            p.add_argument("--all-subjects", action="store_true",
+                           help="pretrain on every subject (one encoder serving all folds of "
+                                "another target dataset) instead of the fold's training subjects")
         p.set_defaults(func=_lazy(target))
 
     p = verbs.add_parser("aggregate", help="paper-style tables and figures from all runs")

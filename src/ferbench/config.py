@@ -84,7 +84,20 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     }
 
 
+def check_method_classes(config: dict[str, Any], where: str = "params.yaml") -> None:
+    """Every run method names a registered Method class (imports torch, so kept apart)."""
+    from ferbench.methods import get_method
+
+    for name in config["run"]["methods"]:
+        block = config["methods"][name] or {}
+        try:
+            get_method(str(block.get("class") or name))
+        except FerbenchError as err:
+            raise FerbenchError(f"{where}: methods.{name}: {err}") from None
+
+
 def main(args: argparse.Namespace) -> int:
-    load_config(args.config)
+    config = load_config(args.config)
+    check_method_classes(config, str(args.config))
     print(f"{args.config}: valid")
     return 0

@@ -303,7 +303,8 @@ class Trainer:
     # -- checkpointing -----------------------------------------------------------------------
     def fingerprint(self) -> str:
         """What a checkpoint must match to be resumed (not how often it is written)."""
-        keep = {k: self.settings.get(k) for k in ("dataset", "method_name", "method", "stage")}
+        keep = {k: self.settings.get(k)
+                for k in ("dataset", "method_name", "method", "stage", "all_subjects")}
         keep["train"] = {k: v for k, v in self.schedule.items()
                          if k not in ("checkpoint_every", "eval_batch_size")}
         return json.dumps({**keep, "seed": self.seed, "fold": self.data.fold}, sort_keys=True, default=str)
@@ -537,8 +538,11 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     size = int(settings["train"]["image_size"])
     data = load_fold(args.cache, args.folds, args.fold, size, dataset=args.dataset,
                      need_labels=stage == "train")
-    if stage == "pretrain" and not cls.pretrain_data_depends_on_fold(settings):
+    all_subjects = stage == "pretrain" and (
+        getattr(args, "all_subjects", False) or not cls.pretrain_data_depends_on_fold(settings))
+    if all_subjects:
         data.subject_mask = np.ones(len(data.folds), dtype=bool)  # one job serves every fold
+    settings["all_subjects"] = all_subjects
     task = TaskInfo(data.task, tuple(data.classes), size)
     pretrained = None
     if args.pretrained:

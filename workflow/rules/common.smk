@@ -183,7 +183,7 @@ def pretrain_plan(dataset, method):
 
     {"dataset": the pretraining data (the target, or another dataset the method names),
      "method": the first run name whose pretraining is identical (they share one job),
-     "per_fold": its data depend on the fold (else one job, stored as fold0, serves all)}.
+     "per_fold": its data depend on the fold (else one job, stored as foldall, serves all)}.
     """
     cls = CLASSES[method]
     if cls is None or not cls.pretrain:
@@ -211,17 +211,26 @@ def pretrain_identity(plan):
     return json.dumps(cls.pretrain_identity(settings), sort_keys=True, default=str)
 
 
+def dataset_methods(dataset):
+    """run.methods, restricted by the dataset's own `methods` list when it has one."""
+    only = config["datasets"][dataset].get("methods")
+    return [m for m in RUN["methods"] if only is None or m in only]
+
+
+def run_pairs():
+    return [(dataset, method) for dataset in RUN["datasets"] for method in dataset_methods(dataset)]
+
+
 def pretrain_plans():
     """Every (target, run name) with a pretraining stage; equal pretrainings share an owner."""
     plans, owners = {}, {}
-    for dataset in RUN["datasets"]:
-        for method in RUN["methods"]:
-            plan = pretrain_plan(dataset, method)
-            if plan is None:
-                continue
-            key = (plan["dataset"], plan["per_fold"], pretrain_identity(plan))
-            plan["method"] = owners.setdefault(key, method)
-            plans[dataset, method] = plan
+    for dataset, method in run_pairs():
+        plan = pretrain_plan(dataset, method)
+        if plan is None:
+            continue
+        key = (plan["dataset"], plan["per_fold"], pretrain_identity(plan))
+        plan["method"] = owners.setdefault(key, method)
+        plans[dataset, method] = plan
     return plans
 
 
@@ -232,9 +241,7 @@ def pretrain_path(dataset, method, fold, seed):
 def image_sizes():
     """Every face size a job of this run reads; every dataset is cached at all of them."""
     sizes = {
-        stage_schedule(dataset, method, "train")["image_size"]
-        for dataset in RUN["datasets"]
-        for method in RUN["methods"]
+        stage_schedule(dataset, method, "train")["image_size"] for dataset, method in run_pairs()
     }
     sizes |= {
         stage_schedule(plan["dataset"], plan["method"], "pretrain")["image_size"]
@@ -302,9 +309,14 @@ def train_inputs(wildcards):
     inputs = cache_inputs(dataset, stage_schedule(dataset, method, "train")["image_size"])
     plan = PLANS.get((dataset, method))
     if plan is not None:
-        fold = wildcards.fold if plan["per_fold"] else 0
+        fold = wildcards.fold if plan["per_fold"] else "all"
         inputs["pretrained"] = pretrain_path(plan["dataset"], plan["method"], fold, wildcards.seed)
     return inputs
+
+
+def pretrain_fold_arg(wildcards):
+    """`foldall` jobs pretrain on every subject (fold 0 only satisfies the fold loader)."""
+    return "--fold 0 --all-subjects" if wildcards.fold == "all" else f"--fold {wildcards.fold}"
 
 
 def pretrained_arg(wildcards, input):
@@ -319,8 +331,7 @@ def train_runs(name):
         results_path(
             "runs", dataset, method, f"fold{fold}", f"seed{seed}", name
         )
-        for dataset in RUN["datasets"]
-        for method in RUN["methods"]
+        for dataset, method in run_pairs()
         for fold in run_folds(dataset)
         for seed in RUN["seeds"]
     ]

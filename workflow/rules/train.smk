@@ -1,6 +1,6 @@
 # One training job per dataset x method x fold x seed; methods with a pretraining stage add a
 # pretrain job whose encoder.pt feeds their train jobs (per fold when its data depend on the
-# fold, else one per dataset, stored as fold0). A job's slice of the config is both its --config
+# fold, else one on every subject of its dataset, stored as foldall). A job's slice of the config is both its --config
 # file (written beside its log) and a param: a changed value reruns exactly the jobs reading it.
 
 
@@ -13,6 +13,7 @@ rule pretrain:
         ),
     params:
         config=pretrain_config,
+        fold=pretrain_fold_arg,
     log:
         log=results_path("logs", "pretrain", "{dataset}", "{method}", "fold{fold}", "seed{seed}.log"),
         config=results_path(
@@ -31,7 +32,7 @@ rule pretrain:
         "printf '%s\\n' {params.config:q} > {log.config:q}\n"
         'echo "CUDA_VISIBLE_DEVICES=${{CUDA_VISIBLE_DEVICES:-}}" > {log.log:q}\n'
         "ferbench pretrain --config {log.config:q} --dataset {wildcards.dataset:q}"
-        " --method {wildcards.method:q} --fold {wildcards.fold} --seed {wildcards.seed}"
+        " --method {wildcards.method:q} {params.fold} --seed {wildcards.seed}"
         ' --cache "$(dirname {input.samples:q})" --folds {input.folds:q}'
         ' --out "$(dirname {output.encoder:q})" --threads {threads} --no-progress'
         " >> {log.log:q} 2>&1"

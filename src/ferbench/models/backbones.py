@@ -8,7 +8,6 @@ need the spatial map (a critic on conv features, a decoder) call ``backbone.body
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 #: Below this input side the ImageNet stems (stride 4 to 32 overall) would leave maps of 1 pixel
@@ -33,6 +32,8 @@ def _conv_bn_relu(cin: int, cout: int, k: int) -> list[nn.Module]:
 
 
 def resnet18(in_channels: int, image_size: int) -> Backbone:
+    import torchvision  # lazily: importing it costs seconds in every job and DAG build
+
     net = torchvision.models.resnet18(weights=None)
     if image_size < SMALL_INPUT:
         # CIFAR-style stem: 3x3 stride 1 and no max-pool, so a 32-64 px face keeps 4-8 px at layer4.
@@ -52,6 +53,8 @@ def alexnet_reduced(in_channels: int, image_size: int, bottleneck: int = 32,
     (their ``lin0: 9216 -> 32``) instead of AlexNet's 4096-4096 classifier. AVCE's compressor C
     (avg-pool + FC, z of d = 32) is this pool part; their regressor (32 -> 256 -> 2) is a head.
     """
+    import torchvision
+
     features = torchvision.models.alexnet(weights=None).features
     if image_size < SMALL_INPUT:
         # 11x11 stride 4 + three stride-2 pools needs >= ~100 px; 5x5 stride 2 keeps 1-2 px at 32-48.
