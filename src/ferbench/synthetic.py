@@ -166,7 +166,14 @@ class SyntheticConfig:
 
 @dataclasses.dataclass
 class LayoutSummary:
-    """What one layout writer produced; ``records`` is the expected sample table, row by row."""
+    """What one layout writer produced.
+
+    ``records`` is the expected sample table, one dict per image with the base.py columns that
+    the files determine (path relative to the layout root, subject, sequence, frame, emotion,
+    valence, arousal, split, apex) plus a few generator-side keys: ``code``/``box`` (AffectNet),
+    ``expressed`` (the emotion behind an AFEW-VA video), ``usage`` and the subject index
+    (FER-2013, whose file has no subjects).
+    """
 
     layout: str
     path: Path
@@ -277,7 +284,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         eye_sep=u(0.36, 0.46), eye_y=eye_y, eye_w=u(0.15, 0.2), eye_h=eye_h,
         eye_tilt=u(-0.02, 0.035), iris=tuple(_IRIS[rng.integers(len(_IRIS))]),
         iris_r=eye_h * u(1.1, 1.35),
-        brow_gap=u(0.2, 0.3), brow_thick=u(0.03, 0.075), brow_arch=u(0.0, 0.06),
+        brow_gap=u(0.2, 0.3), brow_thick=u(0.04, 0.08), brow_arch=u(0.0, 0.06),
         brow_len=u(0.21, 0.28), brow_color=tuple(_mix(hair, (20, 15, 12), u(0.2, 0.6))),
         nose_tip=nose_tip, nose_w=u(0.12, 0.19),
         mouth_y=mouth_y, mouth_w=u(0.27, 0.37), lip_up=u(0.035, 0.065), lip_lo=u(0.05, 0.085),
@@ -311,12 +318,16 @@ def expression_aus(identity: Identity, emotion: str | dict[str, float],
 
 def valence_arousal(emotion: str, intensity: float,
                     rng: np.random.Generator | None = None, noise: float = 0.05) -> tuple[float, float]:
-    """Circumplex position of ``emotion`` scaled by intensity, plus small noise, in [-1, 1]."""
+    """Circumplex position of ``emotion`` scaled by intensity, plus small noise, in [-1, 1].
+
+    The noise is truncated at 2 sigma so that it never flips the sign of a clear expression's
+    valence (anger at intensity 0.25 is still negative).
+    """
     v, a = CIRCUMPLEX[emotion]
     v, a = v * intensity, a * intensity
     if rng is not None and noise > 0:
-        v += rng.normal(0, noise)
-        a += rng.normal(0, noise)
+        v += float(np.clip(rng.normal(0, noise), -2 * noise, 2 * noise))
+        a += float(np.clip(rng.normal(0, noise), -2 * noise, 2 * noise))
     return float(np.clip(v, -1, 1)), float(np.clip(a, -1, 1))
 
 
@@ -340,7 +351,7 @@ def _contour(idn: Identity, au: np.ndarray, phi: np.ndarray) -> np.ndarray:
     lower = np.clip(np.sin(phi), 0, 1)
     upper = np.clip(-np.sin(phi), 0, 1)
     x = idn.face_w * np.cos(phi) * (1 - idn.jaw_taper * lower ** 2.5) * (1 - 0.06 * upper ** 2)
-    y = idn.face_h * np.sin(phi) + 0.22 * au[_A["AU26"]] * lower ** 3
+    y = idn.face_h * np.sin(phi) + 0.26 * au[_A["AU26"]] * lower ** 3
     return np.stack([x, y], axis=1)
 
 
@@ -351,9 +362,9 @@ def _brow(idn: Identity, au: np.ndarray, side: int) -> tuple[np.ndarray, np.ndar
     y = (idn.eye_y - idn.brow_gap - idn.brow_arch * np.sin(math.pi * (0.85 * u + 0.05))
          + 0.03 * (1 - u) ** 3)
     a1, a2, a4, a9 = au[_A["AU1"]], au[_A["AU2"]], au[_A["AU4"]], au[_A["AU9"]]
-    y = y - 0.13 * a1 * u ** 1.5 - 0.11 * a2 * (1 - u) ** 1.2 - 0.03 * a2 * u
-    y = y + 0.075 * a4 * (0.3 + 0.7 * u) + 0.025 * a9 * u
-    x = x + 0.055 * a4 * u ** 2
+    y = y - 0.16 * a1 * u ** 1.5 - 0.13 * a2 * (1 - u) ** 1.2 - 0.04 * a2 * u
+    y = y + 0.09 * a4 * (0.3 + 0.7 * u) + 0.025 * a9 * u
+    x = x + 0.06 * a4 * u ** 2
     if side > 0:
         x, y = -x, y + idn.asym
     thick = idn.brow_thick * (0.55 + 0.45 * np.sqrt(u))
@@ -366,7 +377,7 @@ def _eye(idn: Identity, au: np.ndarray, side: int) -> dict[str, Any]:
     outer_x = cx + idn.eye_w * (1 - 0.08 * a6)
     inner_x = cx - idn.eye_w
     outer_y, inner_y = cy - idn.eye_tilt, cy
-    h_up = max(idn.eye_h * (1 + 0.9 * a5 - 0.35 * a7 - 0.25 * a6 - 0.75 * a43), 0.12 * idn.eye_h)
+    h_up = max(idn.eye_h * (1 + 1.1 * a5 - 0.35 * a7 - 0.25 * a6 - 0.75 * a43), 0.12 * idn.eye_h)
     h_lo = max(0.75 * idn.eye_h * (1 - 0.5 * a7 - 0.45 * a6 + 0.25 * a5), 0.1 * idn.eye_h)
     t = _T_EYE
     x = outer_x + (inner_x - outer_x) * t
@@ -390,7 +401,7 @@ def _mouth(idn: Identity, au: np.ndarray) -> dict[str, Any]:
     for s, sfx in ((-1, "L"), (1, "R")):
         w = idn.mouth_w * (1 + 0.28 * g["AU20"] + 0.18 * g["AU12" + sfx] + 0.10 * g["AU14" + sfx]
                            - 0.12 * g["AU23"] - 0.05 * g["AU26"])
-        y = (my - 0.12 * g["AU12" + sfx] - 0.03 * g["AU14" + sfx] + 0.10 * g["AU15"]
+        y = (my - 0.14 * g["AU12" + sfx] - 0.035 * g["AU14" + sfx] + 0.12 * g["AU15"]
              + 0.015 * g["AU20"] + 0.03 * g["AU26"] + (idn.asym if s > 0 else 0.0))
         corners.append((s * w, y))
     (xl, yl), (xr, yr) = corners
@@ -408,7 +419,7 @@ def _mouth(idn: Identity, au: np.ndarray) -> dict[str, Any]:
         lip_up = idn.lip_up * (1 - 0.55 * g["AU23"] - 0.3 * g["AU20"] - 0.2 * a12)
         lip_lo = idn.lip_lo * (1 - 0.5 * g["AU23"] - 0.3 * g["AU20"] - 0.15 * a12 + 0.15 * g["AU17"])
         gap_up = (0.05 * g["AU10"] + 0.012 * g["AU25"] + 0.02 * g["AU26"]) * w ** 0.8
-        gap_lo = (0.03 * g["AU25"] + 0.2 * g["AU26"]) * w ** 0.8
+        gap_lo = (0.03 * g["AU25"] + 0.24 * g["AU26"]) * w ** 0.8
         ui = y - gap_up
         li = y + gap_lo
         return {
@@ -866,7 +877,7 @@ def render_sequence(identity: Identity, emotion: str | dict[str, float], *, fram
 
 def _apex(rng: np.random.Generator) -> float:
     # skewed towards strong expressions, with a tail of subtle ones
-    return float(0.3 + 0.7 * rng.beta(2.0, 1.2))
+    return float(0.35 + 0.65 * rng.beta(2.5, 1.0))
 
 
 def _gamma(rng: np.random.Generator) -> float:
@@ -896,8 +907,9 @@ def _exp(value: float) -> str:
 def _write_ckplus(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
     code = _LAYOUT_CODE["ckplus"]
     lay = _rng(cfg.seed, code)
-    ids = np.sort(lay.choice(np.arange(5, 5 + max(995, 3 * cfg.subjects)), cfg.subjects,
-                             replace=False))
+    # scattered three-digit IDs like the real S005, S010, ... (four digits only past 995)
+    top = 1000 if cfg.subjects <= 995 else 5 + cfg.subjects
+    ids = np.sort(lay.choice(np.arange(5, top), cfg.subjects, replace=False))
     no_label = int(lay.integers(cfg.subjects)) if cfg.subjects >= 12 else -1
     names = list(_CKPLUS_WEIGHTS)
     # square root: keeps CK+'s order of class sizes without starving fear/sadness in a demo
@@ -915,7 +927,7 @@ def _write_ckplus(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
         idn = sample_identity(rng)
         height = cfg.size if rng.uniform() < 0.7 else max(24, round(cfg.size * 480 / 490))
         canvas = (round(cfg.size * 640 / 490), height)
-        n_labelled = 0 if si == no_label else int(rng.integers(2, 6))
+        n_labelled = 0 if si == no_label else int(rng.integers(2, 7))
         emotions: list[str | None] = list(rng.choice(names, n_labelled, replace=False,
                                                      p=weights / weights.sum()))
         emotions += [None] * int(rng.integers(0, 3))
@@ -928,7 +940,8 @@ def _write_ckplus(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             srng = _rng(cfg.seed, code, si, qi + 1)
             mode = "RGB" if rgb_subject else "L"
             scene = make_scene(srng, canvas, srng.uniform(0.46, 0.56), mode=mode, clutter=(0, 3),
-                               center=(canvas[0] / 2, canvas[1] * 0.47), center_jitter=0.03)
+                               center=(canvas[0] / 2, canvas[1] * 0.47), center_jitter=0.03,
+                               nuisance=0.8)  # a lab: steadier than pictures from the wild
             expr: str | dict[str, float] = emotion if emotion else _random_blend(srng)
             rendered = render_sequence(idn, expr, frames=cfg.frames, apex=_apex(srng),
                                        gamma=_gamma(srng), rng=srng, scene=scene)
@@ -983,7 +996,8 @@ def _write_oulu(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             folder = base / subject / OULU_FOLDERS[emotion]
             folder.mkdir(parents=True)
             scene = make_scene(srng, canvas, srng.uniform(0.55, 0.66), mode="RGB", clutter=(0, 4),
-                               center=(canvas[0] / 2, canvas[1] * 0.5), center_jitter=0.04)
+                               center=(canvas[0] / 2, canvas[1] * 0.5), center_jitter=0.04,
+                               nuisance=0.8)
             rendered = render_sequence(idn, emotion, frames=cfg.frames, apex=_apex(srng),
                                        gamma=_gamma(srng), rng=srng, scene=scene)
             for fi, image in enumerate(rendered.images):
@@ -1004,7 +1018,7 @@ def _affectnet_image(idn: Identity, expr: str | dict[str, float], level: float,
                      ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     side = int(size + rng.integers(0, size // 2 + 1))
     canvas = (side, side) if rng.uniform() < 0.8 else (side, int(side * rng.uniform(0.85, 1.0)))
-    scene = make_scene(rng, canvas, rng.uniform(0.58, 0.7), mode="RGB", clutter=(3, 10),
+    scene = make_scene(rng, canvas, rng.uniform(0.75, 0.92), mode="RGB", clutter=(3, 10),
                        center=(canvas[0] / 2, canvas[1] * 0.5), center_jitter=0.05)
     aus = expression_aus(idn, expr, level)
     if face:
@@ -1144,7 +1158,7 @@ def _write_afewva(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             })
         labels[emotion] += 1
         doc = {"actor": actor, "frames": frames, "video_id": vid}
-        (folder / f"{vid}.json").write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        (folder / f"{vid}.json").write_text(json.dumps(doc, sort_keys=True) + "\n")
     return LayoutSummary("afewva", root, cfg.subjects, len(videos), 0, len(records), labels, 0.0,
                          records)
 
@@ -1176,8 +1190,10 @@ def _write_fer2013(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
         for ei, emotion in enumerate(FER2013_CODES):
             for k in range(3):
                 srng = _rng(cfg.seed, code, si, 1 + 3 * ei + k)
-                scene = make_scene(srng, (48, 48), srng.uniform(0.95, 1.1), mode="L",
-                                   clutter=(0, 3), center=(24, 25), center_jitter=0.03)
+                # a tight crop as in FER-2013: eyes ~40% down, chin at the bottom edge
+                scene = make_scene(srng, (48, 48), srng.uniform(1.2, 1.35), mode="L",
+                                   clutter=(0, 3), center=(24, 20), center_jitter=0.03,
+                                   nuisance=0.8)
                 level = 0.0 if emotion == "neutral" else float(srng.uniform(0.3, 1.0))
                 image, _ = render_face(idn, expression_aus(idn, emotion, level), scene,
                                        scene.pose, srng)
@@ -1244,7 +1260,7 @@ def write_layout(name: str, out: str | os.PathLike, config: SyntheticConfig) -> 
         summary = _WRITERS[name](tmp, config)
     summary.path = final
     summary.seconds = time.perf_counter() - start
-    for rec in summary.records:  # the records were built relative to the layout root already
+    for rec in summary.records:
         rec.setdefault("dataset", name)
     return summary
 
@@ -1279,6 +1295,7 @@ def main(args: Any) -> int:
 
 
 __all__ = [
+    "AFFECTNET_CODES", "CKPLUS_CODES", "FER2013_CODES", "FER2013_USAGE", "OULU_FOLDERS",
     "AU_NAMES", "AU_PROFILES", "CIRCUMPLEX", "LAYOUTS", "Identity", "LayoutSummary", "Pose",
     "RenderedSequence", "Scene", "SyntheticConfig", "expression_aus", "face_landmarks",
     "fer2013_usage", "intensity_ramp", "make_scene", "main", "parse_layouts", "render_face",
