@@ -27,6 +27,15 @@ CLASSES = ("anger", "happiness", "sadness", "surprise")
 VARIANTS = [(False, False), (True, False), (False, True), (True, True)]   # S0R0 S1R0 S0R1 S1R1
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny tensors: one thread avoids OpenMP thrashing on a busy machine (restored after)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # -- synthetic sequences ------------------------------------------------------------------------
 def base_face(rng: np.random.Generator, size: int) -> np.ndarray:
     """A subject's neutral face: shaded background, an ellipse of its own size and brightness,
@@ -34,11 +43,11 @@ def base_face(rng: np.random.Generator, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size] / size
     cy, cx = 0.5 + rng.uniform(-0.05, 0.05, 2)
     face = ((yy - cy) / rng.uniform(0.38, 0.46)) ** 2 + ((xx - cx) / rng.uniform(0.3, 0.38)) ** 2 < 1
-    img = 30 + 40 * yy + face * rng.uniform(60, 100)
+    img = 20 + 30 * yy + face * rng.uniform(50, 80)
     ey = cy - rng.uniform(0.08, 0.14)
     for ex in (cx - 0.14, cx + 0.14):
-        img -= 50 * (((yy - ey) / 0.06) ** 2 + ((xx - ex) / 0.08) ** 2 < 1)
-    return img
+        img -= 40 * (((yy - ey) / 0.06) ** 2 + ((xx - ex) / 0.08) ** 2 < 1)
+    return img  # at most 130: an expression band (+110) never clips, the face stays recoverable
 
 
 def write_sequences(root: Path, *, size: int = 16, subjects: int = 8, frames: int = 4, n_folds: int = 4,
@@ -53,14 +62,14 @@ def write_sequences(root: Path, *, size: int = 16, subjects: int = 8, frames: in
         images.append(np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)[None])
         rows.append({"cache_row": len(rows), "split": None, "valence": np.nan, "arousal": np.nan, **row})
 
-    band = max(3, size // 4)
+    band = max(4, size // 3)
     for s in range(subjects):
         base = base_face(rng, size)
         for c, emotion in enumerate(CLASSES if sequences else ()):
             for f in range(frames):
                 img = base.copy()
-                y0 = int((0.05 + 0.22 * c) * size)
-                img[y0:y0 + band, size // 6:size - size // 6] += 150 * f / (frames - 1)
+                y0 = int(c / (len(CLASSES) - 1) * (size - band))
+                img[y0:y0 + band, size // 8:size - size // 8] += 110 * f / (frames - 1)
                 add(img, sample_id=f"S{s}_{c}_{f}", subject=f"S{s}", sequence=f"S{s}_{c}", frame=f,
                     emotion=emotion if f else None, protocol_sample=f > 0, label=c if f else -1)
         for k in range(stills):
@@ -202,8 +211,9 @@ def test_variants_switch_exactly_their_terms(contrastive, reconstruction):
     torch.manual_seed(1)
     x, x_ref, labels = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16), torch.tensor([0, 1, 2, 3])
     out = m.training_step(Batch(np.zeros((4, 2), np.int64), torch.zeros(0), labels, torch.zeros(4, 2), [x, x_ref]))
-    assert set(out) == {"loss", "cls", "contr", "gen", "dist"} | ({"recon_r", "recon_i"} if reconstruction else set())
-    assert out["contr"].item() > 0
+    assert set(out) == {"loss", "cls", "contr", "gen", "dist", "contr_active"} \
+        | ({"recon_r", "recon_i"} if reconstruction else set())
+    assert out["contr"].item() > 0 and out["contr_active"].item() == 1.0
     expected = out["cls"] + out["gen"] + (out["contr"] if contrastive else 0) \
         + (0.25 * (out["recon_r"] + out["recon_i"]) if reconstruction else 0)
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
@@ -216,15 +226,15 @@ def test_variants_switch_exactly_their_terms(contrastive, reconstruction):
         assert (g is None) == (w is None), name
         if g is not None:
             assert (g - w).abs().max() <= 1e-4 * w.abs().max() + 1e-6, name   # up to rounding
-    # the contrastive term does carry a gradient into En2: S0 really leaves it out
-    en2 = list(m.backbone.parameters())
-    with_s = torch.autograd.grad(_manual_loss(m, x, x_ref, labels, True, reconstruction), en2)
-    without_s = torch.autograd.grad(_manual_loss(m, x, x_ref, labels, False, reconstruction), en2)
-    assert any(not torch.allclose(a, b) for a, b in zip(with_s, without_s))
+    if not contrastive:  # the contrastive term does carry a gradient into En2: S0 really leaves it out
+        en2 = list(m.backbone.parameters())
+        with_s = torch.autograd.grad(_manual_loss(m, x, x_ref, labels, True, reconstruction), en2)
+        grad_of = {id(p): g for p, g in zip(params, got)}
+        assert any(not torch.allclose(a, grad_of[id(p)]) for a, p in zip(with_s, en2))
     # R0: no De2 at all; R1: both De2 decoders get gradient; every variant trains the generator
     if reconstruction:
-        grads = dict(zip([n for n, _ in m.named_parameters()], got))
-        assert all(grads[n] is not None and grads[n].abs().sum() > 0 for n in grads if n.startswith(("de2_r.", "de2_i.")))
+        grads = {n: g for (n, _), g in zip(m.named_parameters(), got) if n.startswith(("de2_r.", "de2_i."))}
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads.values())
     else:
         assert m.de2_r is None and m.de2_i is None
         assert not any(n.startswith("de2_") for n, _ in m.named_parameters())
@@ -345,16 +355,16 @@ def _eval_terms(m: GCNet, data, positions: np.ndarray) -> dict[str, float]:
     was = m.training
     m.eval()
     with torch.no_grad():
-        out = m.training_step(Batch(np.zeros((len(x), 2), np.int64), torch.zeros(0), labels, torch.zeros(len(x), 2),
-                                    [x, x_ref]))
+        n = len(x)
+        out = m.training_step(Batch(np.zeros((n, 2), np.int64), torch.zeros(0), labels, torch.zeros(n, 2), [x, x_ref]))
     m.train(was)
-    return {k: v.item() for k, v in out.items() if k not in ("loss", "dist")}
+    return {k: v.item() for k, v in out.items() if k not in ("loss", "dist", "contr_active")}
 
 
 def test_short_training_lowers_every_loss_and_the_generator_beats_identity(tmp_path):
-    cache, folds = write_sequences(tmp_path, size=16, subjects=8, frames=4)
+    cache, folds = write_sequences(tmp_path, size=16, subjects=12, frames=4)
     data = load_fold(cache, folds, 0, 16)
-    s = settings({"margin": 30.0}, size=16, epochs=8, batch_size=16, optimizer="adam", lr=1e-3)
+    s = settings({}, size=16, epochs=10, batch_size=8, optimizer="adam", lr=2e-3)
     seed_everything(0)
     m = get_method("gcnet")(s, TaskInfo("classification", CLASSES, 16))
     m.setup(data, "train")
@@ -367,6 +377,6 @@ def test_short_training_lowers_every_loss_and_the_generator_beats_identity(tmp_p
     for key in before:
         assert after[key] < before[key], (key, before, after)
     extra = m.extra_metrics()
-    assert extra["ref_test_samples"] == len(data.indices["test"]) == 2 * 4 * 3
+    assert extra["ref_test_samples"] == len(data.indices["test"]) == 3 * 4 * 3   # subjects 0, 4, 8
     # the generated reference is far closer to the true neutral face than the input itself
     assert extra["gen_ref_mse_test"] < 0.5 * extra["identity_ref_mse_test"], extra

@@ -19,6 +19,8 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   (not given in the paper: 1.0, Caffe's default). The generated reference is labelled
   *neutral* (it estimates the neutral face), so a pair is "same" exactly when X is labelled
   neutral: never in the 6/7-class protocols, for the neutral samples of CK+ 8-class.
+  En2's 384-d ReLU features are not normalised and their distances pass 1 within a few steps,
+  so at m = 1 the push term rarely acts; ``contr_active`` logs the share of pairs it acts on.
 * **R** (``reconstruction``): De2,r rebuilds X_r from En2(G(X)), De2,i rebuilds X from En2(X)
   (each: FC back to En2's last conv map, then the mirrored unpool/deconv decoder with the
   pooling indices of its own En2 pass; the FC is inferred, the paper only says "decoder").
@@ -41,9 +43,13 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
 * Optimisation: decoder layers (De1,r, De2,r, De2,i) learn ``decoder_lr_mult`` (10) times
   faster; ``lr_policy: inv`` is Caffe's lr = base (1 + gamma it)^(-power). The paper's "gamma
   term of 0.75" is read as Caffe's ``power`` (0.75 with ``gamma`` 1e-4 is Caffe's stock "inv"
-  setting; a literal gamma 0.75 would cut the LR 100-fold within 500 iterations of a 3e5 run).
-  Nesterov SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64 are training keys of the
-  params block.
+  setting, the LeNet example; gamma 0.75 itself, with power 0.75, would cut the LR ~85-fold by
+  iteration 500 of a 3e5-iteration run).
+  The optimiser (paper: Nesterov SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, batch 64) is
+  the params block's training keys. From scratch, SGD at these rates diverges on the summed
+  image losses (an output bias feels a curvature of ~S*S = 4096 at 64 px; without CASIA
+  pretraining the generator's ReLU output dies even at lr 1e-4): use Adam, whose steps do not
+  scale with the loss.
 * Batches carry (frame, its sequence's first frame); ``transform`` draws ONE set of augmentation
   parameters per pair, so the target shares the input's crop, rotation, flip and intensity.
 * Test time: a single image, predict(x) = head(|En2(x) - En2(G(x))|).
@@ -123,7 +129,7 @@ class MirrorDecoder(nn.Module):
         for kind, item in self.steps:
             if kind == "unpool":
                 idx, size = pending.pop()
-                y = F.max_unpool2d(y, idx.to(y.device), item.kernel_size, item.stride, item.padding,
+                y = F.max_unpool2d(y, idx, item.kernel_size, item.stride, item.padding,
                                    output_size=size)
             else:
                 y = self.layers[item](y)
@@ -350,9 +356,11 @@ class GCNet(Supervised):
         loss = cls + float(hp["lambda_r"]) * l_recon
         if hp["contrastive"]:
             loss = loss + float(hp["lambda_s"]) * contr
-        dist = (zx - zg).detach().pow(2).sum(1).sqrt().mean()
+        dist = (zx - zg).detach().pow(2).sum(1).sqrt()
+        # pairs the contrastive term acts on: every "same" pair, "different" ones inside the margin
+        active = (self.pair_is_same(batch.labels) | (dist < float(hp["margin"]))).float().mean()
         return {"loss": loss, "cls": cls.detach(), "contr": contr.detach(),
-                **{k: v.detach() for k, v in terms.items()}, "dist": dist}
+                **{k: v.detach() for k, v in terms.items()}, "dist": dist.mean(), "contr_active": active}
 
     # -- artefacts ---------------------------------------------------------------------------
     @torch.no_grad()
