@@ -318,6 +318,7 @@ def test_sbatch_refuses_gpu_job_on_cluster_without_gpus(slurm_cluster, tmp_path)
     res = snakemake("-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG)
     assert res.returncode != 0
     assert "Error in rule train:" in res.stdout, res.stdout[-6000:]
+    assert "wildcards: seed=0" in res.stdout and "wildcards: seed=1" in res.stdout
     assert "Invalid generic resource (gres) specification" in res.stdout
     assert "--gpus=1" in res.stdout  # the profile's `gpu: 1` became the sbatch request
     assert len(submitted(res.stdout)) == 2  # the two prepare jobs, nothing else
