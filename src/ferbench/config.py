@@ -59,7 +59,8 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
 
 
 def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
-    """Everything one training job needs: budget schedule, overridden by the method's block.
+    """Everything one training job needs: budget schedule, overridden by the method's block
+    (its training keys, then those of its ``budgets.<budget>`` entry, if any).
 
     Returns {"train": {...schedule...}, "method": {...method's own keys...},
     "protocol": {...}, "dataset": name, "method_name": name, "metrics": {...}}.
@@ -74,6 +75,14 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     for key in TRAIN_KEYS:
         if key in method_block:
             train[key] = method_block.pop(key)
+    # `budgets: {<budget>: {...}}` in a method block: training keys (and a `pretrain:` block)
+    # that apply under that budget only, on top of the method's own keys
+    per_budget = (method_block.pop("budgets", None) or {}).get(config["budget"]) or {}
+    for key in TRAIN_KEYS:
+        if key in per_budget:
+            train[key] = per_budget[key]
+    if per_budget.get("pretrain"):
+        method_block["pretrain"] = {**(method_block.get("pretrain") or {}), **per_budget["pretrain"]}
     return {
         "dataset": dataset,
         "method_name": method,

@@ -520,10 +520,18 @@ class Scene:
 
 def make_scene(rng: np.random.Generator, canvas: tuple[int, int], face_frac: float, *,
                mode: str = "RGB", clutter: tuple[int, int] = (2, 8), nuisance: float = 1.0,
-               center: tuple[float, float] | None = None, center_jitter: float = 0.04) -> Scene:
-    """A random camera/background/lighting for one sequence. ``nuisance`` 0 gives a clean scene."""
+               center: tuple[float, float] | None = None, center_jitter: float = 0.04,
+               motion: float = 1.0, sensor: float = 1.0) -> Scene:
+    """A random camera/background/lighting for one sequence. ``nuisance`` 0 gives a clean scene.
+
+    ``motion`` scales the head movement within the sequence (drift and per-frame jitter) and
+    ``sensor`` the sensor noise, on top of ``nuisance``: a lab recording (fixed camera, a subject
+    asked to keep still, good light) has both well below 1, while the first frame's pose, the
+    framing, light and background still vary from sequence to sequence.
+    """
     w, h = int(canvas[0]), int(canvas[1])
     k = float(nuisance)
+    km = k * float(motion)
     cx, cy = center if center is not None else (w / 2, h * 0.48)
     cx += k * rng.normal(0, center_jitter * w)
     cy += k * rng.normal(0, center_jitter * h * 0.6)
@@ -539,13 +547,13 @@ def make_scene(rng: np.random.Generator, canvas: tuple[int, int], face_frac: flo
     gain = ((1 + 2 * strength * ramp) * bright)[:, :, None] * cast[None, None, :].astype(np.float32)
     pose = Pose(roll=k * rng.normal(0, math.radians(4)), yaw=k * rng.normal(0, 0.08),
                 scale=1.0, dx=0.0, dy=0.0)
-    drift = Pose(roll=k * rng.normal(0, math.radians(1.5)), yaw=k * rng.normal(0, 0.03),
-                 scale=k * rng.normal(0, 0.02), dx=k * rng.normal(0, 0.01 * w),
-                 dy=k * rng.normal(0, 0.01 * h))
+    drift = Pose(roll=km * rng.normal(0, math.radians(1.5)), yaw=km * rng.normal(0, 0.03),
+                 scale=km * rng.normal(0, 0.02), dx=km * rng.normal(0, 0.01 * w),
+                 dy=km * rng.normal(0, 0.01 * h))
     return Scene(canvas=(w, h), center=(cx, cy), unit=unit, mode=mode, background=background,
                  gain=gain.astype(np.float32), gain_grey=gain.mean(axis=2).astype(np.float32),
-                 noise=k * rng.uniform(1.5, 6.0), pose=pose,
-                 drift=drift, jitter=k * 0.004)
+                 noise=k * float(sensor) * rng.uniform(1.5, 6.0), pose=pose,
+                 drift=drift, jitter=km * 0.004)
 
 
 def _background(rng: np.random.Generator, w: int, h: int, clutter: tuple[int, int],
@@ -875,9 +883,17 @@ def render_sequence(identity: Identity, emotion: str | dict[str, float], *, fram
                             valence=np.array(vs), arousal=np.array(As))
 
 
-def _apex(rng: np.random.Generator) -> float:
-    # skewed towards strong expressions, with a tail of subtle ones
-    return float(0.35 + 0.65 * rng.beta(2.5, 1.0))
+def _apex(rng: np.random.Generator, low: float = 0.35) -> float:
+    # skewed towards strong expressions, with a tail of subtle ones down to ``low``
+    return float(low + (1.0 - low) * rng.beta(2.5, 1.0))
+
+
+# Posed lab recordings (CK+, Oulu-CASIA): the subject is asked to keep still in front of a fixed
+# camera and to produce a strong apex; sensor noise is low. Head drift, jitter and noise are
+# these fractions of the in-the-wild amounts, and the apex intensity starts at _LAB_APEX.
+_LAB_MOTION = 0.12
+_LAB_SENSOR = 0.35
+_LAB_APEX = 0.75
 
 
 def _gamma(rng: np.random.Generator) -> float:
@@ -941,9 +957,9 @@ def _write_ckplus(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             mode = "RGB" if rgb_subject else "L"
             scene = make_scene(srng, canvas, srng.uniform(0.46, 0.56), mode=mode, clutter=(0, 3),
                                center=(canvas[0] / 2, canvas[1] * 0.47), center_jitter=0.03,
-                               nuisance=0.8)  # a lab: steadier than pictures from the wild
+                               nuisance=0.8, motion=_LAB_MOTION, sensor=_LAB_SENSOR)  # a lab
             expr: str | dict[str, float] = emotion if emotion else _random_blend(srng)
-            rendered = render_sequence(idn, expr, frames=cfg.frames, apex=_apex(srng),
+            rendered = render_sequence(idn, expr, frames=cfg.frames, apex=_apex(srng, _LAB_APEX),
                                        gamma=_gamma(srng), rng=srng, scene=scene)
             for sub in (images_dir, emo_dir, lm_dir, facs_dir):
                 (sub / subject / seq).mkdir(parents=True)
@@ -997,8 +1013,9 @@ def _write_oulu(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             folder.mkdir(parents=True)
             scene = make_scene(srng, canvas, srng.uniform(0.55, 0.66), mode="RGB", clutter=(0, 4),
                                center=(canvas[0] / 2, canvas[1] * 0.5), center_jitter=0.04,
-                               nuisance=0.8)
-            rendered = render_sequence(idn, emotion, frames=cfg.frames, apex=_apex(srng),
+                               nuisance=0.8, motion=_LAB_MOTION, sensor=_LAB_SENSOR)
+            rendered = render_sequence(idn, emotion, frames=cfg.frames,
+                                       apex=_apex(srng, _LAB_APEX),
                                        gamma=_gamma(srng), rng=srng, scene=scene)
             for fi, image in enumerate(rendered.images):
                 _save(image, folder / f"{fi:03d}.jpeg", _JPEG)

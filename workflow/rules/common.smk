@@ -154,7 +154,7 @@ def method_class(method):
         raise WorkflowError(
             f"{key}: unknown method {name!r} (known: {', '.join(method_names())})"
         ) from None
-    known = set(TRAIN_KEYS) | {"class", "pretrain"} | set(cls.all_defaults())
+    known = set(TRAIN_KEYS) | {"class", "pretrain", "budgets"} | set(cls.all_defaults())
     unknown = sorted(set(block) - known)
     if unknown:
         raise WorkflowError(
