@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 import json
 from pathlib import Path
 
@@ -340,3 +341,29 @@ def test_pretrain_augmentation_applies_to_the_pretraining_stage_only() -> None:
     with pytest.raises(FerbenchError, match="methods.toy.augment: unknown key 'zoom'"):
         settings["method"]["augment"] = {"zoom": 2}
         ToyPretrain(settings, TaskInfo("classification", tuple(CLASSES), 32)).augment_config()
+
+
+def test_diverging_loss_stops_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
+    # lr 1e30 blows the weights up within a few Adam steps: the loss turns inf/NaN.
+    config = write_config(tmp_path, epochs=6, batch_size=8, checkpoint_every=1000, lr=1e30)
+    out = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error:" in line]
+    assert len(errors) == 1 and err[-1] == errors[0]
+    assert "training loss is" in errors[0] and "by step" in errors[0]
+    assert not (out / "metrics.json").exists()
+
+
+def test_auto_device_falls_back_to_cpu_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ferbench.engine import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.warns(RuntimeWarning, match="CUDA_VISIBLE_DEVICES=0"):
+        assert resolve_device("auto").type == "cpu"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no GPU assigned, none used: nothing to warn about
+        assert resolve_device("auto").type == "cpu"

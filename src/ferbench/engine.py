@@ -44,6 +44,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,7 +76,13 @@ class SimulatedKill(RuntimeError):
 def resolve_device(name: str) -> torch.device:
     name = (name or "auto").strip()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")  # the first device SLURM/CUDA_VISIBLE_DEVICES gives us
+        assigned = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        if assigned not in ("", "-1"):
+            warnings.warn(f"CUDA_VISIBLE_DEVICES={assigned} assigns a GPU, but CUDA is not "
+                          "available here: training on the CPU", RuntimeWarning, stacklevel=2)
+        return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -291,6 +298,11 @@ class Trainer:
             means = (torch.stack([self.acc_sums[k] for k in keys]) / self.acc_count).tolist()
             row.update(zip(keys, means))
             self.last_losses = dict(zip(keys, means))
+            if "loss" in self.last_losses and not math.isfinite(self.last_losses["loss"]):
+                # Diverged: training on would only burn the budget and report garbage.
+                raise FerbenchError(
+                    f"{self.settings.get('method_name')}: training loss is {self.last_losses['loss']} "
+                    f"by step {self.step} (lower lr or check the data); last checkpoint kept")
         row.update(extra or {})
         self.acc_sums, self.acc_count = {}, 0
         self.log_rows.append(row)
@@ -595,8 +607,9 @@ def _clear_final(out: Path, names: tuple[str, ...]) -> None:
             (out / name).unlink()
 
 
-def main_train(args: argparse.Namespace) -> int:
-    trainer, settings, log = build_job(args, "train")
+def _fit(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, Any], RunLog, Path]:
+    """Build the job, forget a previous attempt's final metrics, train (resuming if it can)."""
+    trainer, settings, log = build_job(args, stage)
     out = Path(args.out)
     _clear_final(out, ("metrics.json",))
     try:
@@ -604,6 +617,11 @@ def main_train(args: argparse.Namespace) -> int:
     except BaseException:
         log.save()
         raise
+    return trainer, settings, log, out
+
+
+def main_train(args: argparse.Namespace) -> int:
+    trainer, settings, log, out = _fit(args, "train")
     data, method = trainer.data, trainer.method
     legacy = bool(settings.get("metrics", {}).get("legacy", False))
     scores, table = evaluate(trainer, data.indices["test"], legacy=legacy)
@@ -633,14 +651,7 @@ def main_train(args: argparse.Namespace) -> int:
 
 
 def main_pretrain(args: argparse.Namespace) -> int:
-    trainer, settings, log = build_job(args, "pretrain")
-    out = Path(args.out)
-    _clear_final(out, ("metrics.json",))
-    try:
-        trainer.fit()
-    except BaseException:
-        log.save()
-        raise
+    trainer, settings, log, out = _fit(args, "pretrain")
     method = trainer.method
     save_torch(out / "encoder.pt", {
         "method": args.method, "class": method.name, "backbone": settings["train"]["backbone"],
