@@ -284,3 +284,19 @@ def test_reader_yielding_too_few_images_is_an_error(tmp_path):
     with pytest.raises(FerbenchError, match="iter_images ended before sample 40"):
         prepare_cache(_ShortReader(make_table(rows, "container")), tmp_path, tmp_path / "cache", progress=False)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_sequence_boxes_frame_every_frame_of_a_sequence_alike() -> None:
+    from ferbench.preprocess import landmark_box, sequence_boxes
+
+    table = pd.DataFrame({
+        "sequence": ["a", "a", "b", None],
+        # a's apex drops the jaw (y up to 90); b has one frame; the still has no sequence
+        "landmarks": [[10, 20, 50, 60], [12, 22, 48, 90], [0, 0, 5, 5], [1, 1, 2, 2]],
+    })
+    out = sequence_boxes(table)
+    # union of a's boxes: x 10..50, y 20..90 -> the same (x, y, w, h) for both frames
+    assert landmark_box(out["landmarks"][0]) == landmark_box(out["landmarks"][1]) == (10, 20, 40, 70)
+    assert landmark_box(out["landmarks"][2]) == (0, 0, 5, 5)
+    assert out["landmarks"][3] == [1, 1, 2, 2]          # no sequence: untouched
+    assert table["landmarks"][1] == [12, 22, 48, 90]   # the caller's table is not modified

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, nargs="+", default=[64], help="face side(s) in pixels")
     p.add_argument("--channels", type=int, choices=(1, 3), default=3)
     p.add_argument("--margin", type=float, default=0.2, help="context around the face box")
+    p.add_argument("--crop-per", choices=("auto", "frame", "sequence"), default="auto",
+                   help="one crop box per frame, or per sequence from the union of its landmark "
+                        "boxes (auto: per sequence for fixed-camera datasets such as CK+, MMI)")
     p.add_argument("--strict", action="store_true")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_lazy("ferbench.preprocess:main"))

@@ -276,6 +276,30 @@ def _row_items(table: pd.DataFrame, images: Iterable) -> Iterable[tuple]:
     return zip(table["path"].astype(str).tolist(), table["landmarks"].tolist(), table["box"].tolist(), images)
 
 
+def sequence_boxes(table: pd.DataFrame) -> pd.DataFrame:
+    """Replace each landmarked frame's points by the corners of its sequence's landmark box.
+
+    With a fixed camera the union box over a sequence frames the face the same way in every
+    frame, so an apex crop lines up with its neutral first frame (a per-frame box grows with a
+    dropped jaw and shifts the face). Rows without landmarks or sequence keep theirs.
+    """
+    boxes = [landmark_box(marks) for marks in table["landmarks"].tolist()]
+    frame = pd.DataFrame({"sequence": table["sequence"].to_numpy()}, index=table.index)
+    has = np.array([b is not None for b in boxes]) & table["sequence"].notna().to_numpy()
+    if not has.any():
+        return table
+    xyxy = np.array([(b[0], b[1], b[0] + b[2], b[1] + b[3]) if b is not None else (np.nan,) * 4
+                     for b in boxes])
+    frame[["x0", "y0", "x1", "y1"]] = xyxy
+    union = frame[has].groupby("sequence").agg(x0=("x0", "min"), y0=("y0", "min"),
+                                               x1=("x1", "max"), y1=("y1", "max"))
+    corners = union.reindex(frame["sequence"]).to_numpy()
+    out = table.copy()
+    out["landmarks"] = [list(c) if ok else marks
+                        for c, ok, marks in zip(corners, has, table["landmarks"].tolist())]
+    return out
+
+
 def _decode_chunk(reader: Reader, root: Path, table: pd.DataFrame, spec: dict) -> list[_Result]:
     """Decode (reader.iter_images) and crop the rows of ``table``, a slice of the sample table."""
     images = list(reader.iter_images(root, table))
@@ -400,6 +424,7 @@ def prepare_cache(
     threads: int = 1,
     result: ReadResult | None = None,
     progress: bool = True,
+    crop_per: str = "auto",
 ) -> dict[str, Any]:
     """Read (unless ``result`` is given), crop and cache a dataset into ``out``; returns the report."""
     root, out = Path(root), Path(out)
@@ -417,6 +442,12 @@ def prepare_cache(
     name = getattr(reader, "name", "dataset")
     if table.empty:
         raise FerbenchError(f"{root}: the {name} reader found no samples")
+    if crop_per not in ("auto", "frame", "sequence"):
+        raise FerbenchError(f"--crop-per must be auto, frame or sequence, got {crop_per!r}")
+    if crop_per == "sequence" or (crop_per == "auto" and getattr(reader, "fixed_camera", False)):
+        crop_table = sequence_boxes(table)
+    else:
+        crop_table = table
 
     spec = {
         "sizes": sizes, "channels": channels, "margin": float(margin),
@@ -445,7 +476,7 @@ def prepare_cache(
                        disable=None if progress else True, mininterval=1.0)
             row, pos = 0, 0
             with bar:
-                for chunk in stack.enter_context(contextlib.closing(_results(reader, root, table, spec, threads))):
+                for chunk in stack.enter_context(contextlib.closing(_results(reader, root, crop_table, spec, threads))):
                     for res in chunk:
                         if isinstance(res, FerbenchError):
                             if strict:
@@ -517,7 +548,7 @@ def main(args: argparse.Namespace) -> int:
     reader = get_reader(args.dataset)
     report = prepare_cache(
         reader, Path(args.root), Path(args.out), sizes=args.size, channels=args.channels,
-        margin=args.margin, strict=args.strict, threads=args.threads,
+        margin=args.margin, strict=args.strict, threads=args.threads, crop_per=args.crop_per,
     )
     skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
     crops = ", ".join(f"{k} {v}" for k, v in report["crop"].items() if v)

@@ -118,6 +118,9 @@ class Reader(abc.ABC):
     kind: ClassVar[str]
     #: "classification", "va" or "both"
     task: ClassVar[str]
+    #: recorded with a fixed camera and a still head (CK+, MMI): ``prepare`` crops every frame of
+    #: a sequence with one box, so frames stay aligned with their neutral first frame
+    fixed_camera: ClassVar[bool] = False
 
     @abc.abstractmethod
     def read(self, root: Path, strict: bool = False) -> ReadResult:

@@ -114,6 +114,7 @@ class CKPlusReader(Reader):
     name = "ckplus"
     kind = "sequence"
     task = "classification"
+    fixed_camera = True
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

@@ -209,6 +209,7 @@ class MMIReader(Reader):
     name = "mmi"
     kind = "sequence"
     task = "classification"
+    fixed_camera = True
 
     def __init__(self, views: Iterable[str | int] = ("0",)) -> None:
         if isinstance(views, (str, int)):
