@@ -367,3 +367,32 @@ def test_auto_device_falls_back_to_cpu_with_a_warning(monkeypatch: pytest.Monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no GPU assigned, none used: nothing to warn about
         assert resolve_device("auto").type == "cpu"
+
+
+def test_checkpoint_of_another_config_is_discarded_not_resumed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job killed under one config and rerun (by the workflow) under a changed one trains the
+    new config from scratch, exactly like an uninterrupted run of it."""
+    make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
+    old = write_config(tmp_path, epochs=3, batch_size=8, checkpoint_every=4,
+                       methods={"supervised": {"head_dropout": 0.3}})
+    broken = tmp_path / "broken"
+    monkeypatch.setenv(engine.KILL_ENV, "6")
+    with pytest.raises(engine.SimulatedKill):
+        run_cli("train", tmp_path, old, broken)
+    monkeypatch.delenv(engine.KILL_ENV)
+    assert (broken / engine.CHECKPOINT).exists()
+
+    new_root = tmp_path / "new"
+    new_root.mkdir()
+    new = write_config(new_root, epochs=3, batch_size=8, checkpoint_every=4,
+                       methods={"supervised": {"head_dropout": 0.1}})
+    whole = tmp_path / "whole"
+    assert run_cli("train", tmp_path, new, whole) == 0
+    assert run_cli("train", tmp_path, new, broken) == 0
+    assert "different configuration" in (broken / "run.log").read_text()
+    assert "resumed from" not in (broken / "run.log").read_text()
+    wa = torch.load(whole / "model.pt", weights_only=True)
+    wb = torch.load(broken / "model.pt", weights_only=True)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not (broken / engine.CHECKPOINT).exists()  # finished jobs keep no resume state

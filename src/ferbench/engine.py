@@ -25,13 +25,15 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
   model.pt             the method's full state_dict (CPU tensors; torch.load(weights_only=True))
   train_log.csv        step, epoch, lr, each logged loss term (means since the previous row),
                        val_<metric> on epoch-end rows when the protocol has a validation split
-  run.log              human log; tb/ TensorBoard events; checkpoint_last.pt (resume state)
+  run.log              human log; tb/ TensorBoard events; checkpoint_last.pt (resume state;
+                       deleted once the job has finished, so a rerun with a changed config
+                       trains afresh instead of refusing the old checkpoint)
 Artefacts of ``pretrain``
   encoder.pt           {method, class, backbone, in_channels, image_size, state: encoder state_dict}
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
                        logged means}, n_train (frames sampled from), steps, wall_s, budget,
                        backbone, device, extra}
-  train_log.csv, run.log, tb/, checkpoint_last.pt as above.
+  train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
 """
 
 from __future__ import annotations
@@ -380,9 +382,14 @@ class Trainer:
         ckpt = None if self.out is None else self.out / CHECKPOINT
         resumed = False
         if resume and ckpt is not None and ckpt.exists():
-            self.restore(ckpt)
-            resumed = True
-            self.log(f"resumed from {ckpt} at step {self.step}/{self.total_steps}")
+            if load_checkpoint(ckpt).get("fingerprint") == self.fingerprint():
+                self.restore(ckpt)
+                resumed = True
+                self.log(f"resumed from {ckpt} at step {self.step}/{self.total_steps}")
+            else:
+                # an interrupted attempt under another config: the rerun means the new one
+                self.log(f"{ckpt}: left by a different configuration of this job; starting afresh")
+                ckpt.unlink()
         self.tb = None
         if self.out is not None:
             from torch.utils.tensorboard import SummaryWriter
@@ -647,6 +654,7 @@ def main_train(args: argparse.Namespace) -> int:
         f"validation included)")
     log.save()
     io.write_json(out / "metrics.json", result)  # last: its presence means the job finished
+    _clear_final(out, (CHECKPOINT,))  # finished: a rerun (changed config) starts afresh
     return 0
 
 
@@ -669,4 +677,5 @@ def main_pretrain(args: argparse.Namespace) -> int:
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))
     log.save()
     io.write_json(out / "metrics.json", result)
+    _clear_final(out, (CHECKPOINT,))  # finished: a rerun (changed config) starts afresh
     return 0
