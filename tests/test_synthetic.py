@@ -339,15 +339,9 @@ def test_identity_is_a_nuisance():
 # round trips through the dataset readers
 
 def _reader(name: str):
-    try:
-        importlib.import_module(f"ferbench.datasets.{name}")
-    except ModuleNotFoundError as err:
-        if err.name == f"ferbench.datasets.{name}":
-            pytest.skip(f"reader ferbench.datasets.{name} not written yet")
-        raise
-    from ferbench.datasets import READERS
+    from ferbench.datasets import get_reader
 
-    return READERS[name]()
+    return get_reader(name)
 
 
 def _by_path(table):

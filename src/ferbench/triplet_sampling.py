@@ -26,6 +26,8 @@ nothing usable raises FerbenchError with that line.
 
 from __future__ import annotations
 
+import abc
+
 import dataclasses
 import math
 from typing import ClassVar
@@ -170,7 +172,7 @@ class Usability:
 
 
 # -- samplers ----------------------------------------------------------------------------------
-class Sampler:
+class Sampler(abc.ABC):
     name: ClassVar[str] = ""
     requirement: ClassVar[str] = ""
     table: SequenceTable
@@ -181,12 +183,13 @@ class Sampler:
         if not len(self.anchors):
             raise FerbenchError(f"{where}: no usable triplet ({self.requirement}): {self.usability.line()}")
 
+    @abc.abstractmethod
     def positions_used(self) -> np.ndarray:
         """Every folds position a draw can return (sorted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def draw(self, n: int, generator: torch.Generator, group_size: int = 1) -> np.ndarray:
-        raise NotImplementedError
+        """``n`` triplets as int64 [n, 3] folds positions (anchor, positive, negative)."""
 
     def _subject_counts(self, usable: np.ndarray) -> tuple[int, int, np.ndarray]:
         t = self.table

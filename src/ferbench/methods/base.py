@@ -66,6 +66,7 @@ use ``torch`` (global RNG: restored on resume) or the generator passed to ``epoc
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import importlib
@@ -113,7 +114,7 @@ class Batch:
         return int(self.positions.shape[0])
 
 
-class Method(nn.Module):
+class Method(nn.Module, metaclass=abc.ABCMeta):
     #: registry key; set in each concrete class (subclasses without their own ``name`` are not
     #: registered, so helper base classes stay out of the registry)
     name: ClassVar[str] = ""
@@ -274,9 +275,10 @@ class Method(nn.Module):
         return [self.make_optimizer(self.trainable_parameters())], []
 
     # -- steps (override) ------------------------------------------------------------------
+    @abc.abstractmethod
     def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
                       ) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """One iteration's losses ({"loss": ..., other logged terms})."""
 
     def pretraining_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
                          ) -> dict[str, torch.Tensor]:
@@ -295,8 +297,9 @@ class Method(nn.Module):
         """After each epoch."""
 
     # -- evaluation and artefacts ----------------------------------------------------------
+    @abc.abstractmethod
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """Logits [B, n_classes] (classification) or valence/arousal [B, 2]."""
 
     def extra_metrics(self) -> dict[str, Any]:
         """Method-specific numbers for metrics.json ``extra`` (plain floats/ints)."""
