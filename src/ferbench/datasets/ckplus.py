@@ -222,16 +222,8 @@ class CKPlusReader(Reader):
                 marks_path = marks_folder / f"{path.stem}_landmarks.txt"
                 if marks_path.is_file():
                     marks = parse_landmarks_file(marks_path)
-            rows.append({
-                "sample_id": path.stem,
-                "subject": subject,
-                "sequence": sequence,
-                "frame": number,
-                "path": rel(path, root),
-                "emotion": emotion,
-                "apex": number == apex_frame,
-                "landmarks": marks,
-            })
+            rows.append(_frame_row(path, root, subject, sequence, number, emotion,
+                                   apex=number == apex_frame, landmarks=marks))
         return rows
 
     # -- CK+48 re-pack -------------------------------------------------------------------------
@@ -263,16 +255,16 @@ class CKPlusReader(Reader):
             frames.sort()
             last = frames[-1][0]
             for number, path, emotion, subject in frames:
-                rows.append({
-                    "sample_id": path.stem,
-                    "subject": subject,
-                    "sequence": sequence,
-                    "frame": number,
-                    "path": rel(path, root),
-                    "emotion": emotion,
-                    "apex": number == last,
-                })
+                rows.append(_frame_row(path, root, subject, sequence, number, emotion,
+                                       apex=number == last))
         return rows
 
     def load_image(self, root: Path, row: pd.Series) -> np.ndarray:
         return open_image(Path(root) / row["path"])
+
+
+def _frame_row(path: Path, root: Path, subject: str, sequence: str, number: int,
+               emotion: str | None, *, apex: bool, landmarks: list[float] | None = None) -> dict[str, Any]:
+    """One frame's sample-table row; both CK+ layouts name frames S###_###_########."""
+    return {"sample_id": path.stem, "subject": subject, "sequence": sequence, "frame": number,
+            "path": rel(path, root), "emotion": emotion, "apex": apex, "landmarks": landmarks}
