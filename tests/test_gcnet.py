@@ -15,6 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fake_fold import write_config
+from ferbench import cli
 from ferbench.augment import AugmentConfig, Augmenter
 from ferbench.data import load_fold
 from ferbench.engine import Trainer, seed_everything
@@ -95,9 +97,18 @@ def settings(hp: dict | None = None, size: int = 16, **train) -> dict:
             "train": schedule}
 
 
-def build(hp: dict | None = None, size: int = 16, classes=CLASSES, seed: int = 0, **train) -> GCNet:
+def build(hp: dict | None = None, size: int = 16, classes=CLASSES, seed: int = 0, moved: bool = True,
+          **train) -> GCNet:
+    """A GCNet; ``moved`` gives the residual generator's zero-initialised output layer random
+    weights, as after some training: at G(X) = X every term but L_Gen,r has zero gradient."""
     torch.manual_seed(seed)
-    return get_method("gcnet")(settings(hp, size, **train), TaskInfo("classification", tuple(classes), size))
+    m = get_method("gcnet")(settings(hp, size, **train), TaskInfo("classification", tuple(classes), size))
+    if moved and m.generator.residual:
+        with torch.no_grad():
+            last = m.generator.decoder.layers[-1][0]
+            last.weight.normal_(0, 0.1)
+            last.bias.normal_(0, 0.1)
+    return m
 
 
 # -- losses against their formulas --------------------------------------------------------------
@@ -182,6 +193,54 @@ def test_shapes_for_a_64px_grey_input():
     assert [k for k, _ in m.generator.decoder.steps] == ["unpool", "deconv"] * 3
 
 
+def test_residual_generator_starts_as_the_identity_and_direct_is_table_1():
+    x = torch.rand(3, 1, 32, 32)
+    res = build(size=32, moved=False)
+    direct = build({"generator_output": "direct"}, size=32)
+    res.eval(), direct.eval()
+    with torch.no_grad():
+        assert torch.equal(res.generate(x), x)                    # zero-initialised change
+        assert not torch.allclose(direct.generate(x), x, atol=1e-2)
+        assert (direct.generate(x) >= 0).all()                    # Table 1's final BN + ReLU
+    # the residual's last deconvolution is linear (a signed change), the direct one ends in BN, ReLU
+    assert [type(l).__name__ for l in res.generator.decoder.layers[-1]] == ["ConvTranspose2d"]
+    assert [type(l).__name__ for l in direct.generator.decoder.layers[-1]] == \
+        ["ConvTranspose2d", "BatchNorm2d", "ReLU"]
+    # both variants share the encoder and every other decoder layer's shape
+    assert [p.shape for p in res.generator.encoder.parameters()] == \
+        [p.shape for p in direct.generator.encoder.parameters()]
+    # one generator step moves the residual away from the identity (its output layer has gradient)
+    res.train()
+    target = x.clone()
+    target[:, :, 8:16] = 0.0
+    opt = torch.optim.Adam(res.generator.parameters(), lr=1e-2)
+    before = half_squared_error(res.generate(x), target).item()
+    for _ in range(5):
+        opt.zero_grad()
+        half_squared_error(res.generate(x), target).backward()
+        opt.step()
+    assert half_squared_error(res.generate(x), target).item() < before
+
+
+def test_contrastive_margin_is_scale_free_on_normalised_features():
+    norm, raw = build(), build({"contrastive_features": "raw"})
+    torch.manual_seed(3)
+    zx, zg = torch.rand(5, 384), torch.rand(5, 384)
+    same = torch.tensor([True, False, False, True, False])
+
+    def s_loss(m, a, b):
+        return hadsell_contrastive_loss(*m.contrastive_space(a, b), same, 1.0)
+
+    # scaling En2's features by 30 changes nothing on the unit sphere...
+    assert s_loss(norm, 30 * zx, 30 * zg).item() == pytest.approx(s_loss(norm, zx, zg).item(), rel=1e-5)
+    a, b = norm.contrastive_space(zx, zg)
+    assert torch.allclose(a.norm(dim=1), torch.ones(5)) and torch.allclose(b.norm(dim=1), torch.ones(5))
+    # ...while in the raw space the push term vanishes once distances pass the margin
+    far = s_loss(raw, 30 * zx, 30 * zg).item()
+    d = (30 * (zx - zg)).norm(dim=1)
+    assert (d[~same] > 1).all() and far == pytest.approx((0.5 * d[same] ** 2).sum().item() / 5, rel=1e-5)
+
+
 def test_cnn_baseline_block_builds_the_grey_cnn3_baseline():
     s = settings({"class": "supervised", "channels": 1}, size=64)
     m = get_method("supervised")(s, TaskInfo("classification", CLASSES, 64))
@@ -195,7 +254,9 @@ def _manual_loss(m: GCNet, x, x_ref, labels, contrastive: bool, reconstruction: 
     zx, swx = m.encode(x, switches=True)
     zg, swg = m.encode(g, switches=True)
     cls = F.cross_entropy(m.head((zx - zg).abs()), labels)
-    contr = hadsell_contrastive_loss(zx, zg, torch.zeros_like(labels, dtype=torch.bool), m.hp["margin"])
+    sx, sg = (F.normalize(zx, dim=1), F.normalize(zg, dim=1)) \
+        if m.hp["contrastive_features"] == "normalized" else (zx, zg)
+    contr = hadsell_contrastive_loss(sx, sg, torch.zeros_like(labels, dtype=torch.bool), m.hp["margin"])
     recon = 1.0 * half_squared_error(g, x_ref)
     if reconstruction:
         recon = recon + 0.25 * half_squared_error(m.de2_r(zg, swg), x_ref) \
@@ -242,8 +303,8 @@ def test_variants_switch_exactly_their_terms(contrastive, reconstruction):
 
 
 def test_variants_start_from_the_same_weights():
-    a = build({"contrastive": False, "reconstruction": False}).state_dict()
-    b = build({"contrastive": True, "reconstruction": True}).state_dict()
+    a = build({"contrastive": False, "reconstruction": False}, moved=False).state_dict()
+    b = build({"contrastive": True, "reconstruction": True}, moved=False).state_dict()
     assert set(a) < set(b)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -275,6 +336,10 @@ def test_bad_hyperparameters_are_one_line_errors():
         build({"contrastive": "yes"})
     with pytest.raises(FerbenchError, match="lr_policy"):
         build({"lr_policy": "step"})
+    with pytest.raises(FerbenchError, match=r"generator_output: 'skip' \(choose from residual, direct\)"):
+        build({"generator_output": "skip"})
+    with pytest.raises(FerbenchError, match="contrastive_features"):
+        build({"contrastive_features": "cosine"})
     with pytest.raises(FerbenchError, match="mirror"):
         build(backbone="resnet18")
     assert build({"reconstruction": False}, backbone="resnet18").de2_r is None   # R0 needs no mirror
@@ -380,3 +445,43 @@ def test_short_training_lowers_every_loss_and_the_generator_beats_identity(tmp_p
     assert extra["ref_test_samples"] == len(data.indices["test"]) == 3 * 4 * 3   # subjects 0, 4, 8
     # the generated reference is far closer to the true neutral face than the input itself
     assert extra["gen_ref_mse_test"] < 0.5 * extra["identity_ref_mse_test"], extra
+
+
+def test_cli_pretraining_then_training_from_its_generator_and_en2(tmp_path):
+    """The pretraining stage (stand-in for the paper's CASIA-WebFace pretraining): every frame of
+    the training subjects, the generator on L_Gen,r and En2 on subject identification; train
+    then starts from the generator and En2's convolutions, nothing else."""
+    cache, folds = write_sequences(tmp_path, size=16, subjects=8, frames=4)
+    config = write_config(tmp_path, size=16, epochs=1, batch_size=8, backbone="cnn3", methods={
+        "gcnet_s1r1": {"class": "gcnet", "decoder_lr_mult": 1.0, "pretrain": {"epochs": 20}}})
+    common = ["--config", str(config), "--dataset", "fake", "--method", "gcnet_s1r1", "--fold", "0",
+              "--seed", "0", "--cache", str(cache), "--folds", str(folds), "--threads", "1", "--no-progress"]
+    pre, run = tmp_path / "pre", tmp_path / "run"
+    assert cli.main(["pretrain", *common, "--out", str(pre)]) == 0
+    metrics = json.loads((pre / "metrics.json").read_text())
+    # fold 0 holds subjects 0 and 4: 6 training subjects x 4 sequences x 4 frames, onsets included
+    assert metrics["n_train"] == metrics["extra"]["ref_usable_train_samples"] == 6 * 4 * 4
+    assert metrics["extra"]["pretrain_subjects"] == 6
+    log_rows = pd.read_csv(pre / "train_log.csv")
+    for term in ("gen", "identification"):   # logged every few steps: first and last three entries
+        first, last = log_rows[term].iloc[:3].mean(), log_rows[term].iloc[-3:].mean()
+        assert last < 0.5 * first, (term, log_rows[term].tolist())
+    encoder = torch.load(pre / "encoder.pt", weights_only=True)["state"]
+    assert {k.split(".")[0] for k in encoder} == {"generator", "backbone"}
+    assert all(k.startswith(("generator.", "backbone.body.")) for k in encoder)   # En2's FC starts afresh
+
+    fresh = build({"contrastive": True, "reconstruction": True}, size=16, moved=False)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    fresh.load_pretrained(encoder)
+    after = fresh.state_dict()
+    for key, value in after.items():
+        if key in encoder:
+            assert torch.equal(value, encoder[key]), key
+        else:  # the classifier, En2's FC and De2 keep their fresh weights
+            assert torch.equal(value, before[key]), key
+    assert any(not torch.equal(before[k], encoder[k]) for k in encoder if before[k].is_floating_point())
+
+    assert cli.main(["train", *common, "--out", str(run)]) != 0             # the pretraining is required
+    assert cli.main(["train", *common, "--out", str(run), "--pretrained", str(pre / "encoder.pt")]) == 0
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["extra"]["ref_train_samples"] == 6 * 4 * 3                  # protocol samples only

@@ -65,7 +65,7 @@ def parsed(tmp_path_factory):
     """The invocations that build the whole DAG, started together: each one imports the
     method registry (torch), which dominates this file's run time."""
     tmp = tmp_path_factory.mktemp("workflow")
-    commands = {"lint": ["--lint"]}
+    commands = {"lint": ["--lint"], "shipped": ["--dry-run", "--configfile", str(write_config(tmp))]}
     for edit in (twelve_jobs, all_folds, unregistered_method):
         config = write_config(tmp, edit, f"{edit.__name__}.yaml")
         commands[edit.__name__] = ["--dry-run", "--configfile", str(config)]
@@ -120,6 +120,21 @@ def test_dry_run_has_one_train_job_per_dataset_method_fold_seed(parsed):
     # Data are decoded once per dataset, whatever the number of jobs reading them.
     assert stats["prepare"] == stats["folds"] == 2
     assert stats["aggregate"] == 1
+
+
+def test_shipped_params_pretrain_once_per_shared_encoder(parsed):
+    """The default run: GCNet's four variants share one pretraining per CK+ fold (their S/R
+    switches are train-only); the triplet runs pretrain once on all CK+ subjects per sampler
+    (FC-only and full fine-tuning share it), never per FER-2013 fold."""
+    result = parsed["shipped"].result()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    pretrain = sorted(set(re.findall(r"output: \S*/pretrain/(\w+)/(\w+)/(fold\w+)/seed0/encoder\.pt", out)))
+    assert pretrain == [("ckplus", "gcnet_s0r0", "fold0"), ("ckplus", "triplet_m12_fc_only", "foldall"),
+                        ("ckplus", "triplet_m1_fc_only", "foldall")]
+    consumers = re.findall(r"input: \S*cache/(\w+)/faces_\d+\.npy.*?/pretrain/\w+/(\w+)/fold\w+/seed0/encoder\.pt", out)
+    assert sorted(consumers) == sorted([("ckplus", "gcnet_s0r0")] * 4 + [("fer2013", "triplet_m1_fc_only")] * 2
+                                       + [("fer2013", "triplet_m12_fc_only")] * 2)
 
 
 def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):

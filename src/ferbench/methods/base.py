@@ -150,6 +150,16 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         False the engine pretrains on every subject and one job serves all folds."""
         return cls.pretrain_per_fold and cls.pretrain_source(settings) == settings["dataset"]
 
+    @classmethod
+    def pretrain_identity(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """What the pretraining result depends on, for pretrain-stage settings: runs with equal
+        identities (variants differing only in ``train_only_hparams``) share one pretraining."""
+        hp = cls.all_defaults()
+        hp.update({k: v for k, v in (settings.get("method") or {}).items() if k not in ("class", "pretrain")})
+        return {"class": cls.name, "dataset": cls.pretrain_source(settings),
+                "hp": {k: v for k, v in sorted(hp.items()) if k not in cls.train_only_hparams},
+                "schedule": dict(settings.get("train") or {})}
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in cls.__dict__ and cls.name:

@@ -106,13 +106,11 @@ class Triplet(Supervised):
     @classmethod
     def pretrain_identity(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
         """What the pretraining result depends on, for pretrain-stage settings: runs with equal
-        identities (e.g. triplet_m1_fc_only and triplet_m1_full_ft) can share one encoder."""
-        hp = cls.all_defaults()
-        hp.update({k: v for k, v in (settings.get("method") or {}).items() if k not in ("class", "pretrain")})
-        return {"class": cls.name, "dataset": cls.pretrain_source(settings),
-                "hp": {k: v for k, v in sorted(hp.items())
-                       if k not in cls.train_only_hparams and k != "pretrain_dataset"},
-                "schedule": dict(settings.get("train") or {})}
+        identities (e.g. triplet_m1_fc_only and triplet_m1_full_ft) can share one encoder; the
+        pretraining dataset is its own entry, so ``pretrain_dataset`` itself is left out."""
+        identity = super().pretrain_identity(settings)
+        identity["hp"].pop("pretrain_dataset", None)
+        return identity
 
     # -- data --------------------------------------------------------------------------------
     def setup(self, data: Any, stage: str) -> None:
