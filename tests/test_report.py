@@ -24,10 +24,12 @@ VA = ["valence_rmse", "valence_pcc", "valence_ccc", "valence_sagr",
 def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *,
               task: str = "classification", metrics: dict, legacy: dict | None = None,
               classes: list[str] | None = None, confusion=None, backbone: str = "smallcnn",
-              budget: str = "demo", data: str | None = "synthetic", drop: tuple = ()) -> Path:
+              budget: str = "demo", data: str | None = "synthetic", drop: tuple = (),
+              extra: dict | None = None) -> Path:
     obj = {"dataset": dataset, "method": method, "fold": fold, "seed": seed, "task": task,
            "metrics": metrics, "n_train": 100, "n_test": 20, "steps": 50, "wall_s": 1.5,
-           "budget": budget, "backbone": backbone, "extra": {"data": data} if data else {}}
+           "budget": budget, "backbone": backbone,
+           "extra": {**({"data": data} if data else {}), **(extra or {})}}
     if task == "classification":
         classes = classes or CK_CLASSES
         obj["classes"] = classes
@@ -55,9 +57,11 @@ def make_runs(root: Path) -> None:
         write_run(root, "ckplus", "supervised", fold, metrics={"accuracy": acc, "macro_f1": f1})
     # ckplus, gcnet_s1r1: 0.95, 0.85 -> mean 0.90, std sqrt((0.05^2 + 0.05^2) / 1) = 0.070711
     #   (with legacy_metrics: classification has no legacy variant, so they are not repeated)
-    for fold, acc in enumerate([0.95, 0.85]):
+    #   extra: generator MSE 0.001, 0.003 -> mean 0.002; identity 0.004 twice; counts not reported
+    for fold, (acc, gen) in enumerate([(0.95, 0.001), (0.85, 0.003)]):
         write_run(root, "ckplus", "gcnet_s1r1", fold, metrics={"accuracy": acc, "macro_f1": acc},
-                  legacy={"accuracy": acc, "macro_f1": acc})
+                  legacy={"accuracy": acc, "macro_f1": acc},
+                  extra={"gen_ref_mse_test": gen, "identity_ref_mse_test": 0.004, "ref_test_samples": 45})
     # fer2013, triplet_m12_full_ft: one run, 0.5 -> 50.00 in paper_000 (no std)
     write_run(root, "fer2013", "triplet_m12_full_ft", 0, metrics={"accuracy": 0.5, "macro_f1": 0.4},
               data="real")
@@ -129,6 +133,36 @@ def test_dataset_csv_mean_and_sample_std(done):
     assert va_csv.loc[("caf", "legacy_arousal_ccc"), "mean"] == pytest.approx(0.8)
     assert va_csv.loc[("caf", "mean_ccc"), "mean"] == pytest.approx(0.35)
     assert va_csv.loc[("supervised", "valence_ccc"), "data"] == "unspecified"
+
+
+def test_method_test_set_measures_from_extra(done):
+    csv = pd.read_csv(done["tables"] / "ckplus.csv").set_index(["variant", "metric"])
+    assert csv.loc[("gcnet_s1r1", "gen_ref_mse_test"), "mean"] == pytest.approx(0.002)
+    assert csv.loc[("gcnet_s1r1", "gen_ref_mse_test"), "std"] == pytest.approx(math.sqrt(2e-6))
+    assert csv.loc[("gcnet_s1r1", "identity_ref_mse_test"), "mean"] == pytest.approx(0.004)
+    metrics = set(csv.index.get_level_values("metric"))
+    assert "ref_test_samples" not in metrics and "data" not in metrics
+    assert ("supervised", "gen_ref_mse_test") not in csv.index
+    md = (done["tables"] / "ckplus.md").read_text()
+    assert md_header(md, "Method")[4:] == ["accuracy", "macro_f1", "gen_ref_mse_test", "identity_ref_mse_test"]
+    assert md_row(md, "supervised")[6:] == ["—", "—"]
+    assert md_row(md, "gcnet_s1r1")[6:] == ["0.00200 ± 0.00141", "0.00400 ± 0.00000"]
+
+
+def test_cells_keep_three_significant_digits_for_small_values():
+    from ferbench.report.tables import cell
+    assert cell(0.8, 0.1, 3, 3, 4) == "0.8000 ± 0.1000"
+    assert cell(0.00114, 0.0002, 2, 2, 4) == "0.00114 ± 0.00020"
+    assert cell(0.0009, float("nan"), 1, 1, 4) == "0.000900"
+    assert cell(0.5, 0.01, 2, 2, 2, scale=100) == "50.00 ± 1.00"
+    assert cell(0.0, 0.0, 2, 2, 4) == "0.0000 ± 0.0000"
+
+
+def test_a_non_numeric_test_measure_names_file_and_key(tmp_path):
+    path = write_run(tmp_path / "runs", "ckplus", "gcnet_s0r0", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+                     extra={"gen_ref_mse_test": "low"})
+    with pytest.raises(FerbenchError, match=re.escape(f"{path}: extra.gen_ref_mse_test: expected a number")):
+        aggregate.load_run(path)
 
 
 def test_dataset_markdown_cells(done):
@@ -250,9 +284,10 @@ def test_summary_json(done):
 def test_plots_csv_rows(done):
     plots = pd.read_csv(done["plots"])
     assert list(plots.columns) == ["dataset", "method", "fold", "seed", "metric", "value"]
-    # ckplus 5 runs x 2 metrics + fer2013 1 x 2 + afewva caf 2 x (8 + mean_ccc + 8 legacy +
-    # legacy mean_ccc) + afewva supervised 1 x (8 + mean_ccc) = 10 + 2 + 36 + 9
-    assert len(plots) == 57
+    # ckplus 5 runs x 2 metrics + 2 gcnet runs x 2 test-set measures + fer2013 1 x 2 + afewva
+    # caf 2 x (8 + mean_ccc + 8 legacy + legacy mean_ccc) + afewva supervised 1 x (8 + mean_ccc)
+    # = 10 + 4 + 2 + 36 + 9
+    assert len(plots) == 61
     row = plots[(plots["dataset"] == "ckplus") & (plots["method"] == "supervised")
                 & (plots["fold"] == 1) & (plots["metric"] == "accuracy")]
     assert row["value"].tolist() == [pytest.approx(0.9)]

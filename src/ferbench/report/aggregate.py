@@ -17,6 +17,9 @@ Decisions
 * Legacy metrics (``legacy_metrics``) of VA runs appear as ``legacy_<metric>`` (classification
   has no legacy variant: the engine copies the textbook numbers, so they are not repeated). VA
   runs also get the derived ``mean_ccc`` = (valence_ccc + arousal_ccc) / 2 (Aff-Wild2's measure).
+* A method's own test-set measures: numeric ``extra`` entries whose key ends in ``_test``
+  (GCNet's ``gen_ref_mse_test`` and ``identity_ref_mse_test``) are reported like metrics, after
+  the task's own; other ``extra`` entries (counts, settings) are not.
 * Provenance: ``extra.data`` ("synthetic" | "real") of each run; where absent, inferred from the
   config when the dataset root lies inside ``synthetic.out`` ("synthetic (per config)"), else
   "unspecified".
@@ -50,6 +53,8 @@ REQUIRED_KEYS = ("dataset", "method", "fold", "seed", "task", "metrics", "n_trai
 TASK_KEYS = {"classification": ("classes", "confusion"), "va": ()}
 TASK_METRICS = {"classification": ("accuracy", "macro_f1"), "va": VA_KEYS}
 MANIFEST = ".ferbench-aggregate.json"
+#: ``extra`` entries with this key suffix are test-set measures and reported as metrics
+EXTRA_SUFFIX = "_test"
 
 
 @dataclass
@@ -114,6 +119,9 @@ def load_run(path: Path) -> Run:
     extra = obj.get("extra") or {}
     if not isinstance(extra, dict):
         raise FerbenchError(f"{path}: extra: expected an object, got {type(extra).__name__}")
+    for key, value in extra.items():
+        if key.endswith(EXTRA_SUFFIX) and not _is_number(value):
+            raise FerbenchError(f"{path}: extra.{key}: expected a number, got {value!r}")
     data = extra.get("data", obj.get("data"))
     data = str(data) if data else "unspecified"
     classes = confusion = None
@@ -218,6 +226,8 @@ def scores_frame(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for i, r in enumerate(runs):
         values = dict(r.metrics)
+        values.update({k: float(v) for k, v in r.extra.items()
+                       if k.endswith(EXTRA_SUFFIX) and k not in values})
         if r.legacy and r.task == "va":
             values.update({f"legacy_{k}": v for k, v in r.legacy.items()})
         if r.task == "va":

@@ -38,7 +38,11 @@ def describe_data(labels: set[str]) -> str:
 def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float = 1.0) -> str:
     if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "NaN" if n_runs else DASH
-    text = f"{mean * scale:.{digits}f}"
+    value = mean * scale
+    if value != 0 and abs(value) < 10.0 ** (2 - digits):
+        # small values (per-pixel MSEs) keep three significant digits instead of rounding to 0.00xx
+        digits = 2 - math.floor(math.log10(abs(value)))
+    text = f"{value:.{digits}f}"
     if n > 1 and not math.isnan(std):
         text += f" ± {std * scale:.{digits}f}"
     if n < n_runs:
