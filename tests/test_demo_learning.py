@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from ferbench import cli
@@ -24,16 +23,7 @@ CHANCE = 1 / 7
 GCNET_SIZE = yaml.safe_load((REPO / "params.yaml").read_text())[
     "methods"]["gcnet_s0r0"]["budgets"]["demo"]["image_size"]
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Pinned threads: OpenMP thrashing on a busy 2-core machine costs more than it gives."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,7 @@ from ferbench.methods.gcnet import GCNet
 CLASSES = ("anger", "happiness", "sadness", "surprise")
 VARIANTS = [(False, False), (True, False), (False, True), (True, True)]   # S0R0 S1R0 S0R1 S1R1
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP thrashing on a busy machine (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- synthetic sequences ------------------------------------------------------------------------

@@ -374,15 +374,6 @@ def _eval_loss(m, data, triplets):
     return triplet_loss(*z, margin=float(m.hp["margin"])).item()
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads; on a loaded machine they lose a lot."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_short_pretraining_lowers_the_triplet_loss(tmp_path, one_thread):
     from ferbench.data import load_fold
     from ferbench.engine import Trainer
