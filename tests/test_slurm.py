@@ -119,6 +119,24 @@ def wait_then_cancel(proc: subprocess.Popen, comment: str, progressed, timeout: 
     pytest.fail(f"no running SLURM job {comment} with progress within {timeout} s")
 
 
+def run_and_cancel(tmp_path: Path, args: list, comment: str, progressed, cancel_timeout: float = 600,
+                   run_timeout: float = 900) -> tuple[int, str, str]:
+    """Run Snakemake, scancel the job with this comment once progressed(), let the workflow
+    finish (its retry); returns (exit code, Snakemake's output, the cancelled job id)."""
+    out_path = tmp_path / "snakemake.out"
+    with open(out_path, "w") as out:
+        proc = subprocess.Popen([*SNAKEMAKE, *map(str, args)], cwd=REPO, env=_env(), stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            victim = wait_then_cancel(proc, comment, progressed, timeout=cancel_timeout)
+            rc = proc.wait(timeout=run_timeout)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+    return rc, out_path.read_text(), victim
+
+
 def assert_nothing_half_written(work: Path, allowed_outputs=()) -> None:
     """Only logs (and the listed complete outputs) exist; no temporary files anywhere."""
     leftovers = []
@@ -235,19 +253,9 @@ def test_mini_cancelled_training_is_retried_and_resumes(slurm_cluster, mini_refe
         except (OSError, ValueError):
             return False
 
-    out_path = tmp_path / "snakemake.out"
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(
-            [*SNAKEMAKE, "-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG_SLOW],
-            cwd=REPO, env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
-        try:
-            victim = wait_then_cancel(proc, "rule_train_wildcards_0", progressed)
-            rc = proc.wait(timeout=900)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=60)
-    output = out_path.read_text()
+    rc, output, victim = run_and_cancel(
+        tmp_path, ["-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG_SLOW],
+        "rule_train_wildcards_0", progressed)
     assert rc == 0, output[-6000:]
 
     # SLURM saw the cancellation; Snakemake retried the job as a new SLURM job
@@ -398,20 +406,9 @@ def test_demo_cancelled_training_resumes_under_slurm(slurm_cluster, demo_referen
     def progressed():  # a checkpoint exists and the job is not finished
         return (run_dir / "checkpoint_last.pt").exists() and not (run_dir / "metrics.json").exists()
 
-    out_path = tmp_path / "snakemake.out"
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen([*SNAKEMAKE, *map(str, cmd)], cwd=REPO, env=_env(), stdout=out,
-                                stderr=subprocess.STDOUT, text=True)
-        try:
-            # the plugin's comment is rule_<rule>_wildcards_<values joined by _>
-            victim = wait_then_cancel(proc, "rule_train_wildcards_ckplus_supervised_0_0", progressed,
-                                      timeout=1200)
-            rc = proc.wait(timeout=2400)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=60)
-    output = out_path.read_text()
+    # the plugin's comment is rule_<rule>_wildcards_<values joined by _>
+    rc, output, victim = run_and_cancel(tmp_path, cmd, "rule_train_wildcards_ckplus_supervised_0_0",
+                                        progressed, cancel_timeout=1200, run_timeout=2400)
     assert rc == 0, output[-6000:]
     assert f"SLURM-job '{victim}' failed, SLURM status is: 'CANCELLED'" in output
     run_log = (run_dir / "run.log").read_text()
