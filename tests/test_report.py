@@ -1,7 +1,10 @@
-"""`ferbench aggregate` on fake run folders with hand-chosen metrics."""
+"""`ferbench aggregate` on fake run folders with hand-chosen metrics, and the report package's
+import graph."""
 
 from __future__ import annotations
 
+import ast
+import graphlib
 import json
 import math
 import re
@@ -12,8 +15,8 @@ import pytest
 
 from ferbench import cli
 from ferbench.errors import FerbenchError
-from ferbench.report import aggregate
 from ferbench.report.published import PAPERS
+from ferbench.report.runs import collect_runs, fill_data_from_config, load_run, scores_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
 CK_CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
@@ -162,7 +165,7 @@ def test_a_non_numeric_test_measure_names_file_and_key(tmp_path):
     path = write_run(tmp_path / "runs", "ckplus", "gcnet_s0r0", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
                      extra={"gen_ref_mse_test": "low"})
     with pytest.raises(FerbenchError, match=re.escape(f"{path}: extra.gen_ref_mse_test: expected a number")):
-        aggregate.load_run(path)
+        load_run(path)
 
 
 def test_dataset_markdown_cells(done):
@@ -335,11 +338,11 @@ def test_class_counts_and_backbones_are_not_mixed(tmp_path):
     write_run(runs, "afewva", "caf", 0, task="va", metrics=va(0.1, 0.1), backbone="resnet18")
     write_run(runs / "x", "afewva", "caf", 0, task="va", metrics=va(0.3, 0.3),
               backbone="smallcnn")
-    loaded, _ = aggregate.collect_runs(runs)
+    loaded, _ = collect_runs(runs)
     assert {r.group for r in loaded} == {"ckplus_7cls", "ckplus_8cls", "afewva"}
     assert {r.variant for r in loaded if r.dataset == "afewva"} == {"caf@resnet18", "caf@smallcnn"}
     from ferbench.report.tables import block_rows
-    scores = aggregate.scores_frame(loaded)
+    scores = scores_frame(loaded)
     gcnet = [b for b in PAPERS[3].blocks if b.num_classes == 8][0]
     s1r1 = [p for p in block_rows(gcnet, scores) if p.row.label == "GCNet S1R1"][0]
     assert s1r1.ours[0].mean == pytest.approx(60.0)
@@ -355,11 +358,11 @@ def test_other_budget_left_out(tmp_path):
     write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
     write_run(runs, "ckplus", "supervised", 1, metrics={"accuracy": 0.9, "macro_f1": 0.9},
               budget="paper")
-    loaded, notes = aggregate.collect_runs(runs, budget="demo")
+    loaded, notes = collect_runs(runs, budget="demo")
     assert [r.fold for r in loaded] == [0]
     assert "1 run(s) of budget paper left out" in notes[0]
     with pytest.raises(FerbenchError, match="budget 'other'"):
-        aggregate.collect_runs(runs, budget="other")
+        collect_runs(runs, budget="other")
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -370,7 +373,7 @@ def test_malformed_json_names_the_file(tmp_path):
     bad.parent.mkdir()
     bad.write_text('{"dataset": "ckplus", ')
     with pytest.raises(FerbenchError, match=re.escape(str(bad))):
-        aggregate.collect_runs(runs)
+        collect_runs(runs)
 
 
 @pytest.mark.parametrize("drop", ["seed", "metrics", "confusion", "backbone"])
@@ -378,7 +381,7 @@ def test_missing_key_names_file_and_key(tmp_path, drop):
     path = write_run(tmp_path, "ckplus", "supervised", 0,
                      metrics={"accuracy": 0.5, "macro_f1": 0.5}, drop=(drop,))
     with pytest.raises(FerbenchError) as err:
-        aggregate.collect_runs(tmp_path)
+        collect_runs(tmp_path)
     assert str(path) in str(err.value) and repr(drop) in str(err.value)
 
 
@@ -386,22 +389,22 @@ def test_missing_metric_and_bad_values(tmp_path):
     p = write_run(tmp_path / "a", "afewva", "caf", 0, task="va",
                   metrics={k: 0.1 for k in VA if k != "arousal_sagr"})
     with pytest.raises(FerbenchError, match=re.escape(f"{p}: missing key metrics.arousal_sagr")):
-        aggregate.collect_runs(tmp_path / "a")
+        collect_runs(tmp_path / "a")
     p = write_run(tmp_path / "b", "ckplus", "supervised", 0,
                   metrics={"accuracy": "high", "macro_f1": 0.5})
     with pytest.raises(FerbenchError, match=re.escape(f"{p}: metrics.accuracy")):
-        aggregate.collect_runs(tmp_path / "b")
+        collect_runs(tmp_path / "b")
     p = write_run(tmp_path / "c", "ckplus", "supervised", 0,
                   metrics={"accuracy": 0.5, "macro_f1": 0.5}, confusion=[[1, 2], [3, 4]])
     with pytest.raises(FerbenchError, match=re.escape(f"{p}: confusion")):
-        aggregate.collect_runs(tmp_path / "c")
+        collect_runs(tmp_path / "c")
 
 
 def test_duplicate_runs_are_an_error(tmp_path):
     write_run(tmp_path / "a", "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5})
     write_run(tmp_path / "b", "ckplus", "supervised", 0, metrics={"accuracy": 0.6, "macro_f1": 0.6})
     with pytest.raises(FerbenchError, match="same dataset/method"):
-        aggregate.collect_runs(tmp_path)
+        collect_runs(tmp_path)
 
 
 def test_no_runs_is_a_clear_error_and_nonzero_exit(tmp_path, capsys):
@@ -421,13 +424,69 @@ def test_data_provenance_falls_back_on_the_config(tmp_path):
               data=None)
     write_run(tmp_path / "runs", "fer2013", "caf", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
               data="real")
-    loaded, _ = aggregate.collect_runs(tmp_path / "runs")
+    loaded, _ = collect_runs(tmp_path / "runs")
     syn = tmp_path / "data" / "synthetic"
     config = {"synthetic": {"out": str(syn)},
               "datasets": {"afewva": {"root": str(syn / "afewva")},
                            "ckplus": {"root": str(tmp_path / "elsewhere" / "ckplus")},
                            "fer2013": {"root": str(syn / "fer2013")}}}
-    aggregate.fill_data_from_config(loaded, config)
+    fill_data_from_config(loaded, config)
     data = {r.dataset: r.data for r in loaded}
     # Inside synthetic.out -> synthetic; elsewhere is not proof of real data; recorded data wins.
     assert data == {"afewva": "synthetic (per config)", "ckplus": "unspecified", "fer2013": "real"}
+
+
+# ------------------------------------------------------------------------------ module layout
+REPORT = Path(__file__).resolve().parents[1] / "src" / "ferbench" / "report"
+
+
+def import_cycle(folder: Path, package: str) -> list[str] | None:
+    """A cycle among the modules of ``folder`` (the package ``package``), or None.
+
+    Every import counts, also one inside a function: a deferred import back still makes the two
+    modules depend on each other.
+    """
+    modules = {p.stem for p in folder.glob("*.py")}
+
+    def sibling(dotted: str) -> str | None:
+        if dotted == package:
+            return "__init__"
+        if dotted.startswith(package + "."):
+            name = dotted[len(package) + 1:].split(".")[0]
+            return name if name in modules else None
+        return None
+
+    graph: dict[str, set[str]] = {}
+    for module in modules:
+        targets = set()
+        for node in ast.walk(ast.parse((folder / f"{module}.py").read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(sibling(alias.name) for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:   # relative: from . import x, from .x import y, from .. import z
+                    parts = package.split(".")
+                    base = ".".join(parts[:len(parts) + 1 - node.level] + ([base] if base else []))
+                # `from pkg import name` imports the submodule pkg.name when there is one
+                targets.update(sibling(f"{base}.{alias.name}") or sibling(base)
+                               for alias in node.names)
+        graph[module] = targets - {None, module}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        return err.args[1]
+    return None
+
+
+def test_report_modules_import_one_way():
+    assert (REPORT / "runs.py").is_file() and (REPORT / "aggregate.py").is_file()
+    assert import_cycle(REPORT, "ferbench.report") is None
+
+
+def test_import_cycle_check_sees_deferred_and_relative_imports(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    (tmp_path / "model.py").write_text("from pkg.report.cli import main\n")
+    (tmp_path / "cli.py").write_text("def main():\n    from . import model\n")
+    assert set(import_cycle(tmp_path, "pkg.report")) == {"cli", "model"}
+    (tmp_path / "cli.py").write_text("def main():\n    pass\n")
+    assert import_cycle(tmp_path, "pkg.report") is None

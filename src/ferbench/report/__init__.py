@@ -1,6 +1,7 @@
 """Reporting: `ferbench aggregate` turns run folders into tables, paper tables and figures.
 
-aggregate.py loads and validates runs and writes the DVC summary/plots files; tables.py renders
-per-dataset and per-paper tables; figures.py draws PNGs; published.py holds the seed papers'
-published numbers as data.
+Imports run one way: aggregate.py (the command) uses tables.py (per-dataset and per-paper
+tables) and figures.py (PNGs), which use runs.py (loading, validating and labelling runs; score
+frames), outputs.py (files written per output folder) and published.py (the seed papers'
+published numbers, as data). Nothing imports aggregate.py but the CLI.
 """

@@ -12,9 +12,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ferbench.io import atomic_path  # noqa: E402
-from ferbench.report.aggregate import (  # noqa: E402
-    Outputs, Run, data_label, safe_name, variant_order,
-)
+from ferbench.report.outputs import Outputs, safe_name  # noqa: E402
+from ferbench.report.runs import Run, data_label, variant_order  # noqa: E402
 
 
 def _save(fig: plt.Figure, path) -> None:

@@ -1,8 +1,9 @@
 """Published numbers of the seed papers, as data: one paper table per seed, ours placed beside.
 
-Source of every number: /work/shared/METHODS.md ("Published ..." lines), checked against the seed
-texts in seeds/ and cited per block (paper, table). Values are kept as the strings the paper
-prints, so the tables show the paper's precision; None is a cell the paper leaves empty ("-").
+Every number is copied from the paper named in its ``Paper.citation``, from the table named in
+its block's ``source`` (e.g. GCNet, Table 2); the tables print that source beside the numbers.
+Values are kept as the strings the paper prints, so the tables show the paper's precision; None
+is a cell the paper leaves empty ("-").
 Only rows for methods this benchmark runs (or its baselines) are kept; comparison rows from other
 groups (hand-crafted features, Kaggle leaderboard, ...) are omitted.
 
@@ -218,8 +219,8 @@ _P003 = Paper(
         _gcnet_block("Oulu-CASIA VIS, 6 expressions, 10-fold", "oulu", 6, "Table 5",
                      "83.96 84.65 86.39 85.83 86.11"),
     ),
-    notes=("Table 3 prints its last row as \"GCNet S0R0\" a second time; METHODS.md (and the "
-           "row order) read it as S1R1 = 97.28.",
+    notes=("Table 3 prints its last row as \"GCNet S0R0\" a second time; read here as S1R1 = "
+           "97.28, the row S1R1 holds in Tables 2, 4 and 5.",
            "The CNN baseline row is our cnn_baseline method when it was run, else supervised.",),
 )
 

@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ferbench.io import write_text
-from ferbench.report.aggregate import (
-    Outputs, Run, data_label, metric_order, safe_name, variant_order,
-)
+from ferbench.report.outputs import Outputs, safe_name
 from ferbench.report.published import PAPERS, Block, Paper, Row
+from ferbench.report.runs import Run, data_label, metric_order, variant_order
 
 DASH = "—"
 DIGITS = 4  # per-dataset tables: metrics in their stored units (accuracy 0..1)
