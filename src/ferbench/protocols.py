@@ -1,11 +1,11 @@
 """Folds and splits, computed from the sample table alone (deterministic, overridable by a file).
 
 Protocol config (``params.yaml`` ``datasets.<name>.protocol``; missing keys take the dataset's
-defaults in :data:`DEFAULT_PROTOCOLS`)::
+defaults, its reader's ``default_protocol``)::
 
     kind:      kfold | group_kfold | official
     folds:     number of folds (kfold / group_kfold)
-    classes:   size of the class set (see :func:`class_list`)
+    classes:   size of the class set (the reader's ``class_sets``; see :func:`class_list`)
     selection: peak | all      (which frames of a labelled sequence are supervised samples)
     task:      classification | va
 
@@ -44,6 +44,7 @@ import pandas as pd
 import yaml
 
 from ferbench import io
+from ferbench.datasets import dataset_facts
 from ferbench.datasets.base import EMOTIONS
 from ferbench.errors import FerbenchError
 
@@ -55,31 +56,6 @@ PROTOCOL_KEYS = ("kind", "folds", "classes", "selection", "task")
 DERIVED_KEYS = ("class_names", "test_split", "fold_rule")
 PEAK_FRAMES = 3
 
-DEFAULT_PROTOCOLS: dict[str, dict[str, Any]] = {
-    "ckplus": {"kind": "kfold", "folds": 10, "classes": 7, "selection": "peak", "task": "classification"},
-    "mmi": {"kind": "kfold", "folds": 10, "classes": 6, "selection": "peak", "task": "classification"},
-    "oulu": {"kind": "kfold", "folds": 10, "classes": 6, "selection": "peak", "task": "classification"},
-    "jaffe": {"kind": "kfold", "folds": 10, "classes": 7, "selection": "all", "task": "classification"},
-    "affectnet": {"kind": "official", "classes": 8, "selection": "all", "task": "classification"},
-    "fer2013": {"kind": "official", "classes": 7, "selection": "all", "task": "classification"},
-    "afewva": {"kind": "group_kfold", "folds": 6, "selection": "all", "task": "va"},
-    "affwild2": {"kind": "official", "selection": "all", "task": "va"},
-}
-
-_SIX = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
-_WITH_NEUTRAL = ("neutral",) + _SIX
-#: Per dataset: class-set size -> member names (ordered canonically by class_list).
-CLASS_SETS: dict[str, dict[int, tuple[str, ...]]] = {
-    "ckplus": {6: _SIX, 7: _SIX + ("contempt",), 8: EMOTIONS},
-    "mmi": {6: _SIX, 7: _WITH_NEUTRAL},
-    "oulu": {6: _SIX, 7: _WITH_NEUTRAL},
-    "jaffe": {6: _SIX, 7: _WITH_NEUTRAL},
-    "affectnet": {7: _WITH_NEUTRAL, 8: EMOTIONS},
-    "fer2013": {6: _SIX, 7: _WITH_NEUTRAL},
-}
-#: Datasets not listed above (synthetic or new ones): 6 = basic six, 7 = + neutral, 8 = all.
-GENERIC_CLASS_SETS: dict[int, tuple[str, ...]] = {6: _SIX, 7: _WITH_NEUTRAL, 8: EMOTIONS}
-
 FOLD_COLUMNS = (
     "sample_id", "cache_row", "subject", "sequence", "frame", "emotion", "valence", "arousal",
     "split", "apex", "target", "label", "fold", "protocol_sample",
@@ -89,7 +65,7 @@ FOLD_COLUMNS = (
 # -- protocol resolution ----------------------------------------------------------------------
 def class_list(dataset: str, classes: int) -> list[str]:
     """The class names of a ``classes``-way protocol, in canonical EMOTIONS order."""
-    sets = CLASS_SETS.get(dataset, GENERIC_CLASS_SETS)
+    sets = dataset_facts(dataset).class_sets
     if classes not in sets:
         raise FerbenchError(
             f"{dataset}: protocol classes {classes} not supported (choose from {sorted(sets)})"
@@ -108,8 +84,7 @@ def resolve_protocol(dataset: str, protocol: Mapping[str, Any] | None = None) ->
         )
     for key in DERIVED_KEYS:  # present when a folds.json protocol is fed back
         given.pop(key, None)
-    base = dict(DEFAULT_PROTOCOLS.get(dataset, {"kind": "kfold", "folds": 10, "classes": 7,
-                                                  "selection": "all", "task": "classification"}))
+    base = dict(dataset_facts(dataset).default_protocol)
     if given.get("task") == "va" and "classes" not in given:
         base.pop("classes", None)
     base.update({k: v for k, v in given.items() if v is not None})

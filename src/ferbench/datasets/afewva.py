@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets.base import (
     Reader, ReadResult, SkipLog, make_table, open_image, require_root,
 )
@@ -34,11 +33,13 @@ R_RANGE = "valence/arousal outside -10..10"
 R_DUPLICATE = "frame listed twice"
 
 
-@register
 class AfewVA(Reader):
     name = "afewva"
     kind = "sequence"
     task = "va"
+    has_landmarks = True
+    # no official split: 5:1 cross-validation grouped by actor
+    default_protocol = {"kind": "group_kfold", "folds": 6, "selection": "all", "task": "va"}
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets.base import (
-    Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    EMOTIONS, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -53,11 +52,15 @@ R_ANN_BAD = "annotation file unreadable"
 R_NO_IMAGE = "annotation without image"
 
 
-@register
 class AffectNet(Reader):
     name = "affectnet"
     kind = "image"
     task = "both"
+    has_landmarks = True
+    # the official validation set is the test set (test labels are withheld)
+    default_protocol = {"kind": "official", "classes": 8,
+                        "selection": "all", "task": "classification"}
+    class_sets = {7: SIX_AND_NEUTRAL, 8: EMOTIONS}
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets.base import (
     Reader, ReadResult, SkipLog, make_table, open_image, require_root,
 )
@@ -34,11 +33,13 @@ R_RANGE = "valence/arousal outside [-1, 1]"
 R_MISSING = "frame image missing"
 
 
-@register
 class AffWild2(Reader):
     name = "affwild2"
     kind = "sequence"
     task = "va"
+    has_landmarks = False
+    # Validation_Set is the test set (the challenge's test labels are withheld)
+    default_protocol = {"kind": "official", "selection": "all", "task": "va"}
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

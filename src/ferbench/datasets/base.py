@@ -50,6 +50,13 @@ COLUMNS: tuple[str, ...] = (
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
+#: Building blocks of the readers' class sets (members; class_list orders them as EMOTIONS).
+BASIC_SIX: tuple[str, ...] = ("anger", "disgust", "fear", "happiness", "sadness", "surprise")
+SIX_AND_NEUTRAL: tuple[str, ...] = ("neutral",) + BASIC_SIX
+
+#: Registered readers by name: every concrete Reader of this package that sets its own ``name``.
+READERS: dict[str, type[Reader]] = {}
+
 
 @dataclasses.dataclass
 class ReadResult:
@@ -111,16 +118,48 @@ def make_table(rows: Iterable[dict[str, Any]], dataset: str) -> pd.DataFrame:
 
 
 class Reader(abc.ABC):
-    """One dataset's on-disk layouts -> the sample table, plus pixel access for ``prepare``."""
+    """One dataset's on-disk layouts -> the sample table, plus pixel access for ``prepare``.
 
+    A reader class also holds its dataset's facts (as a method class holds its defaults); the
+    values on this base class are what a dataset name without a reader gets (see
+    :func:`ferbench.datasets.dataset_facts`). A subclass in this package that sets ``name``
+    registers itself.
+    """
+
+    #: registry key, the dataset's name in params.yaml and on the command line
     name: ClassVar[str]
     #: "sequence" (CK+, MMI, Oulu, AFEW-VA, Aff-Wild2) or "image" (AffectNet, FER-2013, JAFFE)
     kind: ClassVar[str]
+    #: kind == "sequence": samples are frames of sequences (derived at class creation)
+    has_sequences: ClassVar[bool] = False
     #: "classification", "va" or "both"
     task: ClassVar[str]
+    #: some layout of the dataset ships landmark points (``prepare`` crops around them)
+    has_landmarks: ClassVar[bool] = False
     #: recorded with a fixed camera and a still head (CK+, MMI): ``prepare`` crops every frame of
     #: a sequence with one box, so frames stay aligned with their neutral first frame
     fixed_camera: ClassVar[bool] = False
+    #: the protocol (ferbench.protocols: kind, folds, classes, selection, task) that
+    #: ``params.yaml`` ``datasets.<name>.protocol`` overrides key by key
+    default_protocol: ClassVar[dict[str, Any]] = {
+        "kind": "kfold", "folds": 10, "classes": 7, "selection": "all", "task": "classification",
+    }
+    #: the protocol's ``classes`` values it supports: class count -> member emotions
+    class_sets: ClassVar[dict[int, tuple[str, ...]]] = {
+        6: BASIC_SIX, 7: SIX_AND_NEUTRAL, 8: EMOTIONS,
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            cls.has_sequences = cls.kind == "sequence"
+        # Readers defined elsewhere (test doubles) stay out: the registry is what ferbench ships
+        # and what the params schema lists.
+        if "name" in cls.__dict__ and cls.__module__.startswith(f"{__package__}."):
+            other = READERS.get(cls.name)
+            if other is not None and other.__qualname__ != cls.__qualname__:
+                raise TypeError(f"dataset name {cls.name!r} registered twice ({other} and {cls})")
+            READERS[cls.name] = cls
 
     @abc.abstractmethod
     def read(self, root: Path, strict: bool = False) -> ReadResult:

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets._lab import IMAGE_SUFFIXES, entries, find_dirs, rel
 from ferbench.datasets.base import (
-    EMOTIONS, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    BASIC_SIX, EMOTIONS, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -109,12 +108,15 @@ def parse_landmarks_file(path: Path) -> list[float]:
     return values
 
 
-@register
 class CKPlusReader(Reader):
     name = "ckplus"
     kind = "sequence"
     task = "classification"
+    has_landmarks = True  # the original distribution's Landmarks tree (CK+48 has none)
     fixed_camera = True
+    default_protocol = {"kind": "kfold", "folds": 10, "classes": 7,
+                        "selection": "peak", "task": "classification"}
+    class_sets = {6: BASIC_SIX, 7: BASIC_SIX + ("contempt",), 8: EMOTIONS}
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

@@ -19,9 +19,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets.base import (
-    Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -47,11 +46,14 @@ R_USAGE = "Usage is not Training/PublicTest/PrivateTest"
 R_CLASS = "image in an unknown class folder"
 
 
-@register
 class Fer2013(Reader):
     name = "fer2013"
     kind = "image"
     task = "classification"
+    has_landmarks = False
+    default_protocol = {"kind": "official", "classes": 7,
+                        "selection": "all", "task": "classification"}
+    class_sets = {6: BASIC_SIX, 7: SIX_AND_NEUTRAL}
 
     def __init__(self) -> None:
         # Parsed pixel arrays by (file, mtime, size): read() validates, iter_images() reuses.

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets._lab import IMAGE_SUFFIXES, entries, find_dirs, rel
-from ferbench.datasets.base import Reader, ReadResult, SkipLog, make_table, open_image, require_root
+from ferbench.datasets.base import (
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+)
 from ferbench.errors import FerbenchError
 
 EXPRESSIONS: dict[str, str] = {
@@ -40,11 +41,14 @@ def _holds_jaffe(folder: Path) -> bool:
         return False
 
 
-@register
 class JaffeReader(Reader):
     name = "jaffe"
     kind = "image"
     task = "classification"
+    has_landmarks = False
+    default_protocol = {"kind": "kfold", "folds": 10, "classes": 7,
+                        "selection": "all", "task": "classification"}
+    class_sets = {6: BASIC_SIX, 7: SIX_AND_NEUTRAL}
 
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)

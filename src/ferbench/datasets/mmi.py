@@ -36,9 +36,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets._lab import IMAGE_SUFFIXES, entries, find_dirs, note, rel
-from ferbench.datasets.base import Reader, ReadResult, SkipLog, make_table, open_image, require_root
+from ferbench.datasets.base import (
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+)
 from ferbench.errors import FerbenchError
 
 CODES: dict[int, str] = {
@@ -204,12 +205,15 @@ def _to_rgb(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-@register
 class MMIReader(Reader):
     name = "mmi"
     kind = "sequence"
     task = "classification"
+    has_landmarks = False
     fixed_camera = True
+    default_protocol = {"kind": "kfold", "folds": 10, "classes": 6,
+                        "selection": "peak", "task": "classification"}
+    class_sets = {6: BASIC_SIX, 7: SIX_AND_NEUTRAL}
 
     def __init__(self, views: Iterable[str | int] = ("0",)) -> None:
         if isinstance(views, (str, int)):

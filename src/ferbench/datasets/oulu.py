@@ -17,9 +17,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from ferbench.datasets import register
 from ferbench.datasets._lab import IMAGE_SUFFIXES, entries, find_dirs, rel
-from ferbench.datasets.base import Reader, ReadResult, SkipLog, make_table, open_image, require_root
+from ferbench.datasets.base import (
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+)
 from ferbench.errors import FerbenchError
 
 SPECTRA = ("NI", "VL")
@@ -61,11 +62,14 @@ def _canonical(values: Iterable[str], allowed: tuple[str, ...], what: str) -> tu
     return tuple(dict.fromkeys(out))
 
 
-@register
 class OuluReader(Reader):
     name = "oulu"
     kind = "sequence"
     task = "classification"
+    has_landmarks = False
+    default_protocol = {"kind": "kfold", "folds": 10, "classes": 6,
+                        "selection": "peak", "task": "classification"}
+    class_sets = {6: BASIC_SIX, 7: SIX_AND_NEUTRAL}
 
     def __init__(self, spectra: Iterable[str] = ("VL",), illuminations: Iterable[str] = ("Strong",)) -> None:
         if isinstance(spectra, str):
