@@ -15,7 +15,7 @@ from fake_fold import CLASSES, make_fold_files, write_config
 from ferbench import cli, engine
 from ferbench.augment import AugmentConfig, Augmenter, AugmentParams
 from ferbench.config import load_config
-from ferbench.data import load_fold
+from ferbench.data import build_sequence_table, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods import Method, TaskInfo, get_method, method_names
 from ferbench.methods.supervised import Supervised
@@ -301,26 +301,48 @@ def test_pretrain_then_finetune_from_the_encoder(tmp_path: Path, capsys) -> None
     assert meta["stage"] == "pretrain" and meta["n_train"] == 48 and meta["steps"] == 2 * 6
     assert set(meta["losses"]) == {"loss", "gap"}
     encoder = torch.load(pre / "encoder.pt", weights_only=True)
-    assert encoder["backbone"] == "smallcnn" and any(k.startswith("body.") for k in encoder["state"])
+    assert encoder["backbone"] == "smallcnn" and any(k.startswith("backbone.body.") for k in encoder["state"])
     assert "needs --pretrained" in _fails(capsys, "train", tmp_path, config, run, method="toy")
     assert run_cli("train", tmp_path, config, run, method="toy", extra=["--pretrained", str(pre / "encoder.pt")]) == 0
     final = torch.load(run / "model.pt", weights_only=True)
     for key, value in encoder["state"].items():  # FC-only fine-tuning kept the pretrained encoder
-        assert torch.equal(final[f"backbone.{key}"], value), key
+        assert torch.equal(final[key], value), key
 
 
 def test_sequence_helpers(tmp_path: Path) -> None:
     make_fold_files(tmp_path, subjects=6, frames=3, n_folds=3)
     data = load_fold(tmp_path / "cache", tmp_path / "folds.parquet", 0, 32)
     train = data.indices["train"]
-    first = data.sequence_first(train)
+    table = data.sequence_table()
+    first = table.first_of(train)
     assert (data.folds["frame"].to_numpy()[first] == 0).all()
     assert (data.folds["sequence"].to_numpy()[first] == data.folds["sequence"].to_numpy()[train]).all()
-    assert (data.sequence_first_row(train) == data.cache_row[first]).all()
+    assert table.n_sequences == 6 * 4 and (table.length == 3).all()   # every subject's sequences
+    assert (table.subject[table.seq_of[first]] == table.subject[table.seq_of[train]]).all()
     seqs = data.sequences()
     assert len(seqs) == 4 * 4 and all(len(s) == 3 for s in seqs)  # 4 training subjects x 4 sequences
     assert all(data.subject_mask[s].all() for s in seqs)
     assert all((np.diff(data.folds["frame"].to_numpy()[s].astype(int)) > 0).all() for s in seqs)
+
+
+def test_sequence_table_orders_frames_and_leaves_stills_alone() -> None:
+    """Rows out of time order, an unnumbered frame, a still and a one-frame sequence."""
+    folds = pd.DataFrame({
+        "sequence": ["a", "a", None, "b", "a", "c", "b"],
+        "frame": pd.array([3, 1, None, 2, None, 5, 1], dtype="Int64"),
+        "subject": ["s1", "s1", "s2", "s2", "s1", "s3", "s2"],
+        "emotion": ["happy", "happy", "sad", "sad", None, "fear", "anger"],
+    })
+    table = build_sequence_table(folds, np.ones(len(folds), bool), until_apex=False)
+    # a: unnumbered frame first, then frames 1, 3; b: frames 1, 2; c: one frame
+    assert [list(s) for s in table.sequences()] == [[4, 1, 0], [6, 3], [5]]
+    assert [list(s) for s in table.sequences(min_frames=2)] == [[4, 1, 0], [6, 3]]
+    assert list(table.first_of(np.arange(7))) == [4, 4, 2, 6, 4, 5, 6]   # the still maps to itself
+    assert list(table.rank_of) == [2, 1, -1, 1, 0, 0, 0]
+    # b's labels tie (sad, anger): the first name in sorted order wins
+    assert [table.emotions[e] for e in table.emotion] == ["happy", "anger", "fear"]
+    masked = build_sequence_table(folds, np.array([1, 1, 1, 0, 1, 0, 0], bool), until_apex=False)
+    assert masked.n_sequences == 1 and list(masked.seq_of) == [0, 0, -1, -1, 0, -1, -1]
 
 
 def test_method_interface_defaults() -> None:

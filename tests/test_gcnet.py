@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from fake_fold import write_config
 from ferbench import cli
-from ferbench.augment import AugmentConfig, Augmenter
+from ferbench.augment import Augmenter
 from ferbench.data import load_fold
 from ferbench.engine import Trainer, seed_everything
 from ferbench.errors import FerbenchError
@@ -407,7 +407,7 @@ def test_samples_without_a_reference_are_counted_and_nothing_usable_fails(tmp_pa
 def _eval_terms(m: GCNet, data, positions: np.ndarray) -> dict[str, float]:
     """Every loss term on fixed pairs, eval mode, no augmentation."""
     aug = Augmenter(m.augment_config(), 1, torch.Generator())
-    rows = np.concatenate([data.cache_row[positions], data.sequence_first_row(positions)])
+    rows = np.concatenate([data.cache_row[positions], data.cache_row[data.sequence_table().first_of(positions)]])
     x, x_ref = aug(torch.from_numpy(data.images[rows]), train=False).chunk(2)
     labels = torch.from_numpy(data.label[positions])
     was = m.training

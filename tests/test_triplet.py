@@ -18,8 +18,8 @@ from ferbench.augment import AugmentConfig, Augmenter
 from ferbench.errors import FerbenchError
 from ferbench.losses import semi_hard_negatives, squared_distances, triplet_loss
 from ferbench.methods import Batch, TaskInfo, get_method
-from ferbench.triplet_sampling import (Method1Sampler, Method2Sampler, build_sequence_table,
-                                       sorted_distinct, valid_negatives)
+from ferbench.data import build_sequence_table
+from ferbench.triplet_sampling import Method1Sampler, Method2Sampler, sorted_distinct, valid_negatives
 
 TEST_FOLD = 0
 
@@ -354,12 +354,13 @@ def test_encoder_round_trip_and_fc_only_freezes_the_encoder(table, mask, one_thr
         assert m.predict(x).shape == (4, 2)
         trainable = {id(p) for p in m.trainable_parameters()}
         assert (trainable == {id(p) for p in m.head.parameters()}) == (finetune == "head")
-    # features: backbone accepts another method's plain backbone encoder
+    # features: backbone accepts another method's backbone-only encoder
+    backbone_only = {f"backbone.{k}": v for k, v in pre.backbone.state_dict().items()}
     m = _method({"features": "backbone"})
-    m.load_pretrained(pre.backbone.state_dict())
+    m.load_pretrained(backbone_only)
     assert m.head.fc.in_features == m.feature_dim
-    with pytest.raises(KeyError, match="embedding head"):
-        _method().load_pretrained(pre.backbone.state_dict())
+    with pytest.raises(KeyError, match="'embed' weights"):
+        _method().load_pretrained(backbone_only)
 
 
 # -- a short pretraining lowers the triplet loss --------------------------------------------------

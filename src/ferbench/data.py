@@ -46,7 +46,7 @@ class FoldData:
     cache_row: np.ndarray
     label: np.ndarray
     va: np.ndarray
-    _seq: tuple[np.ndarray, np.ndarray] | None = dataclasses.field(default=None, init=False, repr=False)
+    _all_sequences: "SequenceTable | None" = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def task(self) -> str:
@@ -68,48 +68,114 @@ class FoldData:
     def channels(self) -> int:
         return int(self.images.shape[1])
 
-    # -- sequence helpers (vectorised; stills are their own one-frame sequence) ---------------
-    def _seq_keys(self) -> tuple[np.ndarray, np.ndarray]:
-        """(sequence code per position, frame per position as float; NaN frames sort first)."""
-        if self._seq is None:
-            seq = self.folds["sequence"]
-            codes, _ = pd.factorize(seq.astype(object).where(seq.notna(), None), use_na_sentinel=True)
-            codes = codes.astype(np.int64)
-            lone = codes < 0  # no sequence: a unique code per row
-            codes[lone] = codes.max(initial=-1) + 1 + np.arange(int(lone.sum()))
-            frame = self.folds["frame"].astype("Float64").to_numpy(dtype=np.float64, na_value=-np.inf)
-            self._seq = (codes, frame)
-        return self._seq
-
-    def sequence_first(self, positions: np.ndarray) -> np.ndarray:
-        """Position of the first (lowest frame number) row of each position's sequence: the
-        neutral onset frame in CK+/Oulu/MMI-style sequences. Stills map to themselves."""
-        codes, frame = self._seq_keys()
-        order = np.lexsort((np.arange(len(codes)), frame, codes))
-        first = np.empty(codes.max(initial=-1) + 1, dtype=np.int64)
-        # the first occurrence of each code in (code, frame) order
-        sorted_codes = codes[order]
-        starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-        first[sorted_codes[starts]] = order[starts]
-        return first[codes[np.asarray(positions, dtype=np.int64)]]
-
-    def sequence_first_row(self, positions: np.ndarray) -> np.ndarray:
-        """Cache row of each position's sequence's first frame (GCNet's reconstruction target)."""
-        return self.cache_row[self.sequence_first(positions)]
+    # -- sequences (one table, built once per mask; stills are left out) --------------------
+    def sequence_table(self, mask: np.ndarray | None = None, until_apex: bool = False) -> "SequenceTable":
+        """The sequences of the rows in ``mask`` (default: every row of the folds table)."""
+        if mask is None:
+            if self._all_sequences is None:
+                self._all_sequences = build_sequence_table(self.folds, np.ones(len(self.folds), bool),
+                                                           until_apex=False)
+            if not until_apex:
+                return self._all_sequences
+            mask = np.ones(len(self.folds), bool)
+        return build_sequence_table(self.folds, mask, until_apex=until_apex)
 
     def sequences(self, mask: np.ndarray | None = None) -> list[np.ndarray]:
-        """Positions of each real sequence (frame order), restricted to ``mask`` (default: the
-        training-subject mask); sequences with fewer than 2 frames are left out."""
-        mask = self.subject_mask if mask is None else mask
-        has_seq = self.folds["sequence"].notna().to_numpy(bool) & mask
-        codes, frame = self._seq_keys()
-        pos = np.flatnonzero(has_seq)
-        if not len(pos):
-            return []
-        order = pos[np.lexsort((pos, frame[pos], codes[pos]))]
-        c = codes[order]
-        cuts = np.flatnonzero(c[1:] != c[:-1]) + 1
-        return [s for s in np.split(order, cuts) if len(s) >= 2]
+        """Positions of each sequence with 2+ frames (frame order), restricted to ``mask``
+        (default: the training-subject mask)."""
+        table = self.sequence_table(self.subject_mask if mask is None else mask, until_apex=False)
+        return table.sequences(min_frames=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class SequenceTable:
+    """The sequences (rows sharing a ``sequence`` id) among a row mask, as flat arrays: S
+    sequences over a folds table of n rows. Frames are in time order (frame number, unnumbered
+    frames first, then row order); rows without a sequence id (stills) belong to none."""
+
+    order: np.ndarray      # int64: kept positions, grouped by sequence, frame order within
+    start: np.ndarray      # int64 [S]: offset of each sequence in ``order``
+    length: np.ndarray     # int64 [S]: frames kept
+    subject: np.ndarray    # int64 [S]: subject code
+    emotion: np.ndarray    # int64 [S]: code into ``emotions``; -1 unlabelled
+    emotions: tuple[str, ...]
+    seq_of: np.ndarray     # int64 [n]: sequence of each folds position; -1 when not kept
+    rank_of: np.ndarray    # int64 [n]: rank of the position within its sequence; -1
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.start)
+
+    @property
+    def first(self) -> np.ndarray:
+        """int64 [S]: position of each sequence's first frame (the neutral onset in lab data)."""
+        return self.order[self.start]
+
+    def position(self, seq: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        return self.order[self.start[seq] + rank]
+
+    def first_of(self, positions: np.ndarray) -> np.ndarray:
+        """The first frame of each position's sequence; a position in no sequence maps to itself."""
+        positions = np.asarray(positions, dtype=np.int64)
+        seq = self.seq_of[positions]
+        return np.where(seq >= 0, self.first[np.maximum(seq, 0)] if self.n_sequences else positions, positions)
+
+    def sequences(self, min_frames: int = 1) -> list[np.ndarray]:
+        """Positions of each sequence with at least ``min_frames`` frames, in time order."""
+        return [self.order[s:s + n] for s, n in zip(self.start, self.length) if n >= min_frames]
+
+
+def build_sequence_table(folds: pd.DataFrame, mask: np.ndarray, until_apex: bool = True) -> SequenceTable:
+    """Sequences of the rows where ``mask`` is True. With ``until_apex`` a sequence ends at its
+    last row marked ``apex`` (MMI's offset phase, intensity falling again, is cut off). A
+    sequence's label is its rows' most frequent ``emotion`` (ties: the first name in sorted
+    order; unlabelled when none has one); a sequence without a subject is its own subject."""
+    n = len(folds)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != (n,):
+        raise ValueError(f"mask of shape {mask.shape} for a folds table of {n} rows")
+    keep = mask & folds["sequence"].notna().to_numpy(bool)
+    pos = np.flatnonzero(keep).astype(np.int64)
+    codes = pd.factorize(folds["sequence"].to_numpy(object)[pos])[0].astype(np.int64)
+    # unnumbered frames sort first
+    frame = folds["frame"].astype("Float64").to_numpy(dtype=np.float64, na_value=-np.inf)[pos]
+    o = np.lexsort((pos, frame, codes))
+    pos, codes, frame = pos[o], codes[o], frame[o]
+    if until_apex and "apex" in folds.columns and len(pos):
+        apex = folds["apex"].astype("boolean").fillna(False).to_numpy(bool)[pos]
+        marked = np.full(codes.max() + 1, -np.inf)
+        np.maximum.at(marked, codes[apex], frame[apex])
+        limit = np.where(np.isneginf(marked), np.inf, marked)  # no apex marked: whole sequence
+        inside = frame <= limit[codes]
+        pos, codes = pos[inside], codes[inside]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, np.int64)
+    length = np.diff(np.r_[starts, len(codes)]).astype(np.int64)
+    seq_index = np.repeat(np.arange(len(starts)), length)
+
+    subj = folds["subject"].to_numpy(object)[pos[starts]]
+    seq_names = folds["sequence"].to_numpy(object)[pos[starts]]
+    subj = np.where(pd.isna(subj), "?" + seq_names.astype(str), subj.astype(str))
+    subject = pd.factorize(subj)[0].astype(np.int64)
+
+    emotion = np.full(len(starts), -1, dtype=np.int64)
+    names: tuple[str, ...] = ()
+    if "emotion" in folds.columns and len(pos):
+        emo = folds["emotion"].to_numpy(object)[pos]
+        labelled = pd.notna(emo)
+        if labelled.any():
+            votes = pd.DataFrame({"seq": seq_index[labelled], "emo": emo[labelled].astype(str)})
+            counts = votes.groupby(["seq", "emo"]).size().reset_index(name="n")
+            counts = counts.sort_values(["seq", "n", "emo"], ascending=[True, False, True])
+            top = counts.drop_duplicates("seq")
+            names = tuple(sorted(top["emo"].unique()))
+            emotion[top["seq"].to_numpy()] = [names.index(e) for e in top["emo"]]
+
+    seq_of = np.full(n, -1, dtype=np.int64)
+    rank_of = np.full(n, -1, dtype=np.int64)
+    seq_of[pos] = seq_index
+    rank_of[pos] = np.arange(len(pos)) - starts[seq_index]
+    return SequenceTable(order=pos, start=starts.astype(np.int64), length=length, subject=subject,
+                         emotion=emotion, emotions=names, seq_of=seq_of, rank_of=rank_of)
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

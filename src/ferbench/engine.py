@@ -56,13 +56,13 @@ import torch
 
 from ferbench import io
 from ferbench.augment import Augmenter
+from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_torch,
+                                 set_rng_state)
 from ferbench.config import TRAIN_KEYS, job_settings, load_config
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
 
-CHECKPOINT = "checkpoint_last.pt"
-CHECKPOINT_FORMAT = 1
 #: training losses are averaged on the device and read back every LOG_EVERY steps (and at
 #: each epoch's end, where validation runs)
 LOG_EVERY = 10
@@ -137,57 +137,6 @@ def stage_settings(config: dict[str, Any], dataset: str, method: str, stage: str
     settings["budget"] = config.get("budget")
     settings["stage"] = stage
     return settings
-
-
-# -- checkpoint helpers -----------------------------------------------------------------------
-def _rng_state(device: torch.device, gens: dict[str, torch.Generator]) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
-        "python": random.getstate(),
-        "generators": {name: g.get_state() for name, g in gens.items()},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device, gens: dict[str, torch.Generator]) -> None:
-    torch.set_rng_state(state["torch"])
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached"]))
-    random.setstate(_tuplify(state["python"]))
-    for name, g in gens.items():
-        g.set_state(state["generators"][name])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _tuplify(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_tuplify(v) for v in value)
-    return value
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """torch.load(weights_only=True); any failure is a FerbenchError naming the file."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FerbenchError(f"{path}: corrupt or unreadable checkpoint ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}); delete it to start afresh") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise FerbenchError(f"{path}: not a ferbench checkpoint (format {CHECKPOINT_FORMAT}); "
-                            f"delete it to start afresh")
-    return payload
-
-
-def save_torch(path: Path, obj: Any) -> None:
-    with io.atomic_path(path, suffix=".pt") as tmp:
-        torch.save(obj, tmp)
 
 
 # -- the training loop ------------------------------------------------------------------------
@@ -332,7 +281,7 @@ class Trainer:
             "model": self.method.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
-            "rng": _rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
+            "rng": rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
             "acc": {"sums": {k: v.cpu() for k, v in self.acc_sums.items()}, "count": self.acc_count},
             "log_rows": copy.deepcopy(self.log_rows),
             "last_losses": dict(self.last_losses),
@@ -360,7 +309,7 @@ class Trainer:
                 opt.load_state_dict(s)
             for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
                 sched.load_state_dict(s)
-            _set_rng_state(state["rng"], self.device, {"data": self.gen_data, "aug": self.gen_aug})
+            set_rng_state(state["rng"], self.device, {"data": self.gen_data, "aug": self.gen_aug})
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
             raise FerbenchError(f"{path}: checkpoint does not fit this job ({type(err).__name__}: "
                                 f"{str(err).splitlines()[0]}); delete it to start afresh") from None

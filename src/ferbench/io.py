@@ -49,11 +49,6 @@ def write_parquet(path: str | os.PathLike, frame: pd.DataFrame) -> None:
         frame.to_parquet(tmp, index=False)
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_path(path, suffix=".npy") as tmp:
-        np.save(tmp, array, allow_pickle=False)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()

@@ -1,12 +1,8 @@
-"""Triplet samplers over expression sequences (seed 000, Garg et al.), pure functions of the
-folds table and a row mask, drawing with a ``torch.Generator``.
-
-A *sequence* is the rows of the mask sharing a ``sequence`` id, in frame order (frame number
-stands for intensity: CK+/Oulu/MMI/synthetic sequences go from a neutral onset to the apex).
-With ``until_apex`` (default) a sequence ends at its last row marked ``apex``, so MMI's offset
-phase (after the apex, intensity falling again) never reads as "more intense". Stills (no
-sequence id) are ignored. A sequence's label is its rows' ``emotion`` (the most frequent when
-rows disagree; unlabelled when none has one).
+"""Triplet samplers over expression sequences (seed 000, Garg et al.), pure functions of a
+:class:`~ferbench.data.SequenceTable` (the training subjects' sequences, cut at their apex so
+that MMI's offset phase never reads as "more intense"), drawing with a ``torch.Generator``.
+Frame number stands for intensity: CK+/Oulu/MMI/synthetic sequences go from a neutral onset to
+the apex.
 
 * :class:`Method1Sampler`: anchor and positive are two distinct frames of one labelled sequence,
   the anchor the earlier; the negative is a frame of a sequence of the SAME subject with ANOTHER
@@ -36,80 +32,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ferbench.data import SequenceTable
 from ferbench.errors import FerbenchError
-
-
-@dataclasses.dataclass(frozen=True)
-class SequenceTable:
-    """The sequences of the masked rows, as flat arrays (S sequences, n folds rows)."""
-
-    order: np.ndarray      # int64: kept positions, grouped by sequence, frame order within
-    start: np.ndarray      # int64 [S]: offset of each sequence in ``order``
-    length: np.ndarray     # int64 [S]: frames kept
-    subject: np.ndarray    # int64 [S]: subject code
-    emotion: np.ndarray    # int64 [S]: code into ``emotions``; -1 unlabelled
-    emotions: tuple[str, ...]
-    seq_of: np.ndarray     # int64 [n]: sequence of each folds position; -1 when not kept
-    rank_of: np.ndarray    # int64 [n]: rank of the position within its sequence; -1
-
-    @property
-    def n_sequences(self) -> int:
-        return len(self.start)
-
-    def position(self, seq: np.ndarray, rank: np.ndarray) -> np.ndarray:
-        return self.order[self.start[seq] + rank]
-
-
-def build_sequence_table(folds: pd.DataFrame, mask: np.ndarray, until_apex: bool = True) -> SequenceTable:
-    """Sequences of the rows where ``mask`` is True (the training-fold subjects)."""
-    n = len(folds)
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != (n,):
-        raise ValueError(f"mask of shape {mask.shape} for a folds table of {n} rows")
-    keep = mask & folds["sequence"].notna().to_numpy(bool)
-    pos = np.flatnonzero(keep).astype(np.int64)
-    codes = pd.factorize(folds["sequence"].to_numpy(object)[pos])[0].astype(np.int64)
-    # unnumbered frames sort first, as in FoldData.sequence_first
-    frame = folds["frame"].astype("Float64").to_numpy(dtype=np.float64, na_value=-np.inf)[pos]
-    o = np.lexsort((pos, frame, codes))
-    pos, codes, frame = pos[o], codes[o], frame[o]
-    if until_apex and "apex" in folds.columns and len(pos):
-        apex = folds["apex"].astype("boolean").fillna(False).to_numpy(bool)[pos]
-        marked = np.full(codes.max() + 1, -np.inf)
-        np.maximum.at(marked, codes[apex], frame[apex])
-        limit = np.where(np.isneginf(marked), np.inf, marked)  # no apex marked: whole sequence
-        inside = frame <= limit[codes]
-        pos, codes = pos[inside], codes[inside]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, np.int64)
-    length = np.diff(np.r_[starts, len(codes)]).astype(np.int64)
-    seq_index = np.repeat(np.arange(len(starts)), length)
-
-    subj = folds["subject"].to_numpy(object)[pos[starts]]
-    seq_names = folds["sequence"].to_numpy(object)[pos[starts]]
-    # a sequence without a subject is its own subject (it then has a single emotion)
-    subj = np.where(pd.isna(subj), "?" + seq_names.astype(str), subj.astype(str))
-    subject = pd.factorize(subj)[0].astype(np.int64)
-
-    emotion = np.full(len(starts), -1, dtype=np.int64)
-    names: tuple[str, ...] = ()
-    if "emotion" in folds.columns and len(pos):
-        emo = folds["emotion"].to_numpy(object)[pos]
-        labelled = pd.notna(emo)
-        if labelled.any():
-            votes = pd.DataFrame({"seq": seq_index[labelled], "emo": emo[labelled].astype(str)})
-            counts = votes.groupby(["seq", "emo"]).size().reset_index(name="n")
-            # most frequent label per sequence; ties to the first name in sorted order
-            counts = counts.sort_values(["seq", "n", "emo"], ascending=[True, False, True])
-            top = counts.drop_duplicates("seq")
-            names = tuple(sorted(top["emo"].unique()))
-            emotion[top["seq"].to_numpy()] = [names.index(e) for e in top["emo"]]
-
-    seq_of = np.full(n, -1, dtype=np.int64)
-    rank_of = np.full(n, -1, dtype=np.int64)
-    seq_of[pos] = seq_index
-    rank_of[pos] = np.arange(len(pos)) - starts[seq_index]
-    return SequenceTable(order=pos, start=starts.astype(np.int64), length=length, subject=subject,
-                         emotion=emotion, emotions=names, seq_of=seq_of, rank_of=rank_of)
 
 
 # -- drawing helpers (torch.Generator, CPU; vectorised) ----------------------------------------

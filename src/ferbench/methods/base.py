@@ -39,7 +39,7 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
             engine: step every scheduler; m.on_step_end(step); log every other entry of ``out``
         m.on_epoch_end(epoch)
     eval: m.predict(x) -> logits [B, n_classes] (classification) or valence/arousal [B, 2]
-    artefacts: m.extra_metrics() -> metrics.json "extra"; m.encoder_state_dict() -> encoder.pt
+    artefacts: m.extra_metrics() -> metrics.json "extra"; m.encoder_modules() -> encoder.pt
 
 A batch carries ``k`` images per sample (``positions[:, j]``): 1 for supervised, 2 views of the
 same frame for SimCLR/BYOL/MoCo, two frames of one clip for TimeAug, anchor/positive/negative
@@ -315,12 +315,29 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         """Method-specific numbers for metrics.json ``extra`` (plain floats/ints)."""
         return {}
 
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The networks the pretraining stage hands to fine-tuning, by name. ``encoder.pt``
+        stores each one's state under ``<name>.``; ``load_pretrained`` loads each one back
+        strictly. Override to hand over more (or less) than the backbone."""
+        return {}
+
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """What the pretraining stage hands to fine-tuning (encoder.pt ``state``)."""
-        return self.backbone.state_dict()
+        """encoder.pt ``state``: every encoder module's state, prefixed with its name."""
+        modules = self.encoder_modules()
+        if not modules:
+            raise FerbenchError(f"method {self.run_name!r} declares no encoder modules")
+        return {f"{name}.{key}": value for name, module in modules.items()
+                for key, value in module.state_dict().items()}
 
     def load_pretrained(self, state: Mapping[str, torch.Tensor]) -> None:
-        self.backbone.load_state_dict(state)
+        """Load every encoder module from ``state`` (KeyError/RuntimeError on a mismatch, which
+        the engine turns into one line naming the encoder file)."""
+        for name, module in self.encoder_modules().items():
+            prefix = f"{name}."
+            part = {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
+            if not part:
+                raise KeyError(f"the encoder has no {name!r} weights ({prefix}*)")
+            module.load_state_dict(part)
 
 
 # -- registry ---------------------------------------------------------------------------------

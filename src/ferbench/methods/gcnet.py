@@ -2,12 +2,14 @@
 
 What differs from :class:`~ferbench.methods.supervised.Supervised`:
 
-* a **generator** En1 + De1,r (paper Table 1): the encoder is the body of the ``cnn3``
-  backbone ((5x5,32), (3x3,64), (3x3,96) conv, each BN, ReLU, max-pool of window 5/3/3, stride
-  2); the decoder mirrors it: max-unpool with the encoder's pooling indices, then a
-  transposed conv, BN, ReLU, down to one grey channel. It maps an expressive frame X to an
-  estimate of the subject's reference (neutral) face; the target X_r is the FIRST frame of
-  X's sequence (``FoldData.sequence_first``). Table 1 lists the first two deconvolutions as
+* a **generator** En1 + De1,r (paper Table 1; networks in ``ferbench.models.gcnet``): the
+  encoder is the body of the ``cnn3`` backbone ((5x5,32), (3x3,64), (3x3,96) conv, each BN,
+  ReLU, max-pool of window 5/3/3, stride 2); the decoder mirrors it: max-unpool with the
+  encoder's pooling indices, then a transposed conv, BN, ReLU, down to one grey channel (by
+  default the last deconvolution is linear and its output is added to X: see
+  ``generator_output`` below). It maps an expressive frame X to an estimate of the subject's
+  reference (neutral) face; the target X_r is the FIRST frame of X's sequence
+  (``SequenceTable.first_of``). Table 1 lists the first two deconvolutions as
   (3x3, 32) then (3x3, 64); unpooling with indices needs each unpool to receive the channels of
   the pool it undoes, so the mirror is 96 -> 64 -> 32 -> 1 (Table 1's order is read as a typo).
 * **En2** is the backbone (``cnn3`` in the paper: 3 conv + dropout 0.5 + FC 384, the
@@ -54,10 +56,9 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   decoder's last deconvolution linear (no BN/ReLU) and zero-initialised. The paper's generator
   starts from a CASIA-trained autoencoder, i.e. close to the identity mapping; from scratch,
   Table 1's direct output must first learn to redraw the whole face through three pooling
-  stages and stays far worse than the identity mapping for thousands of steps (synthetic CK+,
-  32 px, Adam 1e-3, batch 32: MSE to the neutral frame 0.0066 after 1,200 steps vs 0.0015 for
-  X itself), while the residual form starts AT the identity mapping and learns only the
-  expression change (0.0007 after 200 steps). While G(X) = X exactly, delta is zero and every
+  stages and stays worse than the identity mapping for thousands of steps (measured: README,
+  "Methods and where they depart from the papers"), while the residual form starts AT the
+  identity mapping and learns only the expression change. While G(X) = X exactly, delta is zero and every
   term but L_Gen,r has zero gradient; the pretraining stage moves the generator first (the
   paper's first step, "learning of a reference generator network"). ``direct`` keeps Table 1's
   output.
@@ -71,8 +72,7 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   image losses (an output bias feels a curvature of ~S*S = 4096 at 64 px; without CASIA
   pretraining the generator's ReLU output dies even at lr 1e-4): use Adam, whose steps do not
   scale with the loss, and set ``decoder_lr_mult: 1`` with it (params.yaml does): with Adam the
-  10x decoder rate kept the generator at the identity mapping's error (synthetic CK+ fold 0,
-  328 pretraining steps: 0.00144 vs 0.00147; with 1: 0.00090).
+  10x decoder rate kept the generator at the identity mapping's error (README).
 * Batches carry (frame, its sequence's first frame); ``transform`` draws ONE set of augmentation
   parameters per pair, so the target shares the input's crop, rotation, flip and intensity.
 * Test time: a single image, predict(x) = head(|En2(x) - En2(G(x))|).
@@ -98,117 +98,15 @@ from ferbench.errors import FerbenchError
 from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.supervised import Supervised
-from ferbench.models import build_backbone
+from ferbench.models.gcnet import Generator, VectorDecoder, check_mirrorable, encode_with_switches
 
 log = logging.getLogger(__name__)
 
 LR_POLICIES = ("inv", "fixed")
 GENERATOR_OUTPUTS = ("residual", "direct")
 CONTRASTIVE_FEATURES = ("normalized", "raw")
-#: layers a mirrored decoder can undo
-_MIRRORABLE = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)
 #: how many test images extra_metrics pushes through the generator at once
 _METRIC_CHUNK = 256
-
-
-# -- encoder/decoder pieces -------------------------------------------------------------------
-def encode_with_switches(body: nn.Sequential, x: torch.Tensor
-                         ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Size]]]:
-    """Run a conv/pool body, keeping each max-pool's indices and input size (its "switches")."""
-    switches = []
-    for layer in body:
-        if isinstance(layer, nn.MaxPool2d):
-            size = x.shape[-2:]
-            x, idx = F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                                  ceil_mode=layer.ceil_mode, return_indices=True)
-            switches.append((idx, size))
-        else:
-            x = layer(x)
-    return x, switches
-
-
-class MirrorDecoder(nn.Module):
-    """The mirror of a conv/BN/ReLU/max-pool body (Table 1's decoder): each max-pool becomes a
-    max-unpool fed the encoder's indices, each conv a same-size transposed conv to the conv's
-    input channels followed by BN and ReLU (the last one included, as Table 1 lists)."""
-
-    def __init__(self, body: nn.Sequential, out_channels: int, linear_output: bool = False) -> None:
-        super().__init__()
-        self.steps: list[tuple[str, Any]] = []
-        layers = nn.ModuleList()
-        convs = [m for m in body if isinstance(m, nn.Conv2d)]
-        for m in reversed(list(body)):
-            if isinstance(m, nn.MaxPool2d):
-                self.steps.append(("unpool", m))
-            elif isinstance(m, nn.Conv2d):
-                k, last = m.kernel_size, m is convs[0]
-                cout = out_channels if last else m.in_channels
-                deconv = nn.ConvTranspose2d(m.out_channels, cout, k, padding=(k[0] // 2, k[1] // 2),
-                                            bias=last and linear_output)
-                if last and linear_output:
-                    # a signed output that starts at zero (the residual generator starts as identity)
-                    nn.init.zeros_(deconv.weight)
-                    nn.init.zeros_(deconv.bias)
-                    layers.append(nn.Sequential(deconv))
-                else:
-                    layers.append(nn.Sequential(deconv, nn.BatchNorm2d(cout), nn.ReLU(inplace=True)))
-                self.steps.append(("deconv", len(layers) - 1))
-        self.layers = layers
-
-    def forward(self, y: torch.Tensor, switches: list[tuple[torch.Tensor, torch.Size]]) -> torch.Tensor:
-        pending = list(switches)
-        for kind, item in self.steps:
-            if kind == "unpool":
-                idx, size = pending.pop()
-                y = F.max_unpool2d(y, idx, item.kernel_size, item.stride, item.padding,
-                                   output_size=size)
-            else:
-                y = self.layers[item](y)
-        return y
-
-
-def check_mirrorable(body: nn.Module, what: str) -> nn.Sequential:
-    """The body as a plain Sequential of stride-1 'same' convs, BN, ReLU and max-pools."""
-    ok = isinstance(body, nn.Sequential) and all(isinstance(m, _MIRRORABLE) for m in body)
-    ok = ok and all(m.stride == (1, 1) and m.padding == (m.kernel_size[0] // 2, m.kernel_size[1] // 2)
-                    and m.kernel_size[0] % 2 == 1 and m.kernel_size[1] % 2 == 1
-                    for m in body if isinstance(m, nn.Conv2d))
-    if not ok:
-        raise FerbenchError(f"{what}: the decoders mirror En2's layers, which must be stride-1 convs, "
-                            f"BN, ReLU and max-pools (backbones cnn3, the paper's, or smallcnn)")
-    return body
-
-
-class Generator(nn.Module):
-    """En1 + De1,r: the Table 1 encoder-decoder with index unpooling.
-
-    ``residual``: G(X) = X + De1,r(En1(X)), the decoder's last deconvolution linear and
-    zero-initialised, so the generator starts as the identity mapping and learns the expression
-    change; otherwise G(X) = De1,r(En1(X)) with Table 1's final BN + ReLU."""
-
-    def __init__(self, in_channels: int, image_size: int, residual: bool = False) -> None:
-        super().__init__()
-        self.residual = residual
-        self.encoder = build_backbone("cnn3", in_channels, image_size)[0].body
-        self.decoder = MirrorDecoder(self.encoder, in_channels, linear_output=residual)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(*encode_with_switches(self.encoder, x))
-        return x + out if self.residual else out
-
-
-class VectorDecoder(nn.Module):
-    """De2: En2's feature vector -> (FC, ReLU) En2's last conv map -> mirrored decoder."""
-
-    def __init__(self, body: nn.Sequential, feature_dim: int, map_shape: tuple[int, int, int],
-                 out_channels: int) -> None:
-        super().__init__()
-        self.map_shape = map_shape
-        self.fc = nn.Sequential(nn.Linear(feature_dim, int(np.prod(map_shape))), nn.ReLU(inplace=True))
-        self.decoder = MirrorDecoder(body, out_channels)
-
-    def forward(self, z: torch.Tensor, switches: list[tuple[torch.Tensor, torch.Size]]) -> torch.Tensor:
-        return self.decoder(self.fc(z).view(-1, *self.map_shape), switches)
 
 
 # -- the method -------------------------------------------------------------------------------
@@ -300,10 +198,11 @@ class GCNet(Supervised):
         pretraining = stage == "pretrain"
         n = len(data.folds)
         self._has_ref = np.zeros(n, dtype=bool)
-        seqs = data.sequences(np.ones(n, dtype=bool))  # every sequence with 2+ frames
+        table = data.sequence_table()  # every row's whole sequence
+        seqs = table.sequences(min_frames=2)
         if seqs:
             self._has_ref[np.concatenate(seqs)] = True
-        self._ref = data.sequence_first(np.arange(n))
+        self._ref = table.first_of(np.arange(n))
         # train: the protocol's training samples; pretrain: every frame of the training subjects
         train = np.flatnonzero(data.subject_mask) if pretraining else data.indices["train"]
         usable = self._has_ref[train]
@@ -445,15 +344,10 @@ class GCNet(Supervised):
         ident = F.cross_entropy(self.identity_head(self.encode(x)).float(), subject)
         return {"loss": gen + ident, "gen": gen.detach(), "identification": ident.detach()}
 
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+    def encoder_modules(self) -> dict[str, nn.Module]:
         """The generator (En1 + De1,r) and En2's convolutional layers: what the paper adopts from
         its pretrained networks (En2's FC and the classifier start afresh)."""
-        return {**{f"generator.{k}": v for k, v in self.generator.state_dict().items()},
-                **{f"backbone.body.{k}": v for k, v in self.backbone.body.state_dict().items()}}
-
-    def load_pretrained(self, state: Mapping[str, torch.Tensor]) -> None:
-        for prefix, module in (("generator.", self.generator), ("backbone.body.", self.backbone.body)):
-            module.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        return {"generator": self.generator, "backbone.body": self.backbone.body}
 
     # -- artefacts ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -55,6 +55,9 @@ class Supervised(Method):
             self.backbone.eval()
         return self
 
+    def encoder_modules(self) -> dict[str, torch.nn.Module]:
+        return {"backbone": self.backbone}
+
     # -- forward -----------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone features [B, D]."""

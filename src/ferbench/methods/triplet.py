@@ -37,12 +37,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
 from ferbench.losses import semi_hard_negatives, squared_distances, triplet_loss
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import LinearHead
-from ferbench.triplet_sampling import SAMPLERS, Sampler, build_sequence_table, valid_negatives
+from ferbench.triplet_sampling import SAMPLERS, Sampler, valid_negatives
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Triplet(Supervised):
         if wanted and wanted != dataset:
             raise FerbenchError(f"methods.{self.run_name}.pretrain_dataset is {wanted!r}: its pretraining "
                                 f"reads {wanted} (ferbench pretrain --dataset {wanted}), not {dataset}")
-        table = build_sequence_table(data.folds, data.subject_mask, bool(self.hp["until_apex"]))
+        table = build_sequence_table(data.folds, data.subject_mask, until_apex=bool(self.hp["until_apex"]))
         where = f"{dataset} fold {getattr(data, 'fold', '?')} (methods.{self.run_name})"
         if not table.n_sequences:
             where += (" has no sequences among its training subjects; pretrain on a sequence dataset "
@@ -199,18 +200,9 @@ class Triplet(Supervised):
                         f"{s.name}_sequences": u.sequences, f"{s.name}_usable_sequences": u.usable_sequences})
         return out
 
-    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """Backbone and embedding head, prefixed ``backbone.`` / ``embed.``."""
-        return {**{f"backbone.{k}": v for k, v in self.backbone.state_dict().items()},
-                **{f"embed.{k}": v for k, v in self.embed.state_dict().items()}}
-
-    def load_pretrained(self, state: Mapping[str, torch.Tensor]) -> None:
-        backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        embed = {k[len("embed."):]: v for k, v in state.items() if k.startswith("embed.")}
-        if not backbone and not embed:  # another method's plain backbone encoder
-            backbone = dict(state)
-        self.backbone.load_state_dict(backbone)
+    def encoder_modules(self) -> dict[str, nn.Module]:
+        """The backbone and, when the head reads f(x), the embedding layer (pretraining always
+        exports it: ``features`` is a train-only key)."""
         if self.hp["features"] == "embedding":
-            if not embed:
-                raise KeyError("the encoder has no embedding head (embed.*); use features: backbone")
-            self.embed.load_state_dict(embed)
+            return {"backbone": self.backbone, "embed": self.embed}
+        return {"backbone": self.backbone}
