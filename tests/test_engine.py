@@ -13,6 +13,7 @@ import torch
 
 from fake_fold import CLASSES, make_fold_files, write_config
 from ferbench import cli, engine
+from ferbench.config import stage_settings
 from ferbench.augment import AugmentConfig, Augmenter, AugmentParams
 from ferbench.config import load_config
 from ferbench.data import build_sequence_table, load_fold
@@ -241,7 +242,7 @@ def test_empty_fold_and_missing_folds_file(tmp_path: Path, capsys) -> None:
 def _trainer(root: Path, methods: dict, epochs: int = 2, seed: int = 0, stage: str = "train"):
     config = load_config(write_config(root, epochs=epochs, batch_size=8, methods=methods), validate=False)
     name = next(iter(methods))
-    settings = engine.stage_settings(config, "fake", name, stage)
+    settings = stage_settings(config, "fake", name, stage)
     data = load_fold(root / "cache", root / "folds.parquet", 0, 32)
     engine.seed_everything(seed)
     cls = get_method(settings["method"].get("class", name))

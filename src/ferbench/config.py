@@ -110,3 +110,31 @@ def main(args: argparse.Namespace) -> int:
     check_method_classes(config, str(args.config))
     print(f"{args.config}: valid")
     return 0
+
+
+def stage_settings(config: dict[str, Any], dataset: str, method: str, stage: str,
+                   config_path: str = "params.yaml") -> dict[str, Any]:
+    """job_settings plus the stage's schedule (a method's ``pretrain:`` block overrides it)."""
+    for key, name in (("datasets", dataset), ("methods", method)):
+        if name not in (config.get(key) or {}):
+            known = ", ".join(sorted(config.get(key) or {}))
+            raise FerbenchError(f"{config_path}: {key}.{name}: no such entry (known: {known})")
+    settings = job_settings(config, dataset, method)
+    settings["method"] = dict(settings["method"] or {})
+    pre = settings["method"].get("pretrain") or {}
+    if not isinstance(pre, dict):
+        raise FerbenchError(f"{config_path}: methods.{method}.pretrain: expected a mapping")
+    unknown = sorted(set(pre) - set(TRAIN_KEYS))
+    if unknown:
+        raise FerbenchError(f"{config_path}: methods.{method}.pretrain.{unknown[0]}: not a training key "
+                            f"(known: {', '.join(TRAIN_KEYS)})")
+    if stage == "pretrain":
+        settings["train"] = {**settings["train"], **pre}
+    missing = [k for k in ("backbone", "image_size", "epochs", "batch_size", "lr") if k not in settings["train"]]
+    if missing:
+        raise FerbenchError(f"{config_path}: budgets.{config.get('budget')}.{missing[0]}: missing")
+    settings["train"].setdefault("checkpoint_every", 500)
+    settings["train"].setdefault("eval_batch_size", settings["train"]["batch_size"])
+    settings["budget"] = config.get("budget")
+    settings["stage"] = stage
+    return settings

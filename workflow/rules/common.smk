@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ferbench.config import TRAIN_KEYS, job_settings
+from ferbench.config import TRAIN_KEYS, job_settings, stage_settings
 from ferbench.errors import FerbenchError
 from ferbench.protocols import resolve_protocol
 
@@ -33,9 +33,8 @@ def cache_path(*parts):
     return os.path.join(CACHE, *parts)
 
 
-def res(step, key):
-    """threads / mem_mb / runtime / gpu of one step (the schema filled in the defaults)."""
-    return config["resources"][step][key]
+# res(), res_per_attempt(): the rules' threads and resources, from the config's `resources:`
+include: "resources.smk"
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -167,13 +166,7 @@ def method_class(method):
 def stage_schedule(dataset, method, stage):
     """The training keys of one stage (a method's `pretrain:` block overrides the pretrain's)."""
     try:
-        from ferbench.engine import stage_settings
-
         return stage_settings(config, dataset, method, stage, "config")["train"]
-    except ImportError as err:
-        if err.name != "ferbench.engine":
-            raise
-        return job_settings(config, dataset, method)["train"]
     except FerbenchError as err:
         raise WorkflowError(str(err)) from None
 
@@ -205,8 +198,6 @@ def pretrain_identity(plan):
     cls = CLASSES[plan["method"]]
     if not hasattr(cls, "pretrain_identity"):
         return plan["method"]
-    from ferbench.engine import stage_settings
-
     settings = stage_settings(config, plan["dataset"], plan["method"], "pretrain", "config")
     return json.dumps(cls.pretrain_identity(settings), sort_keys=True, default=str)
 
