@@ -18,6 +18,7 @@ from PIL import Image
 
 from ferbench import synthetic as syn
 from ferbench.errors import FerbenchError
+from ferbench.synthetic.layouts import WRITERS
 
 SMALL = syn.SyntheticConfig(subjects=5, frames=4, size=48, seed=3)
 
@@ -99,7 +100,7 @@ def test_layout_is_replaced_atomically(tmp_path, monkeypatch):
         (root / "fer2013.csv").write_text("half")
         raise RuntimeError("killed")
 
-    monkeypatch.setitem(syn._WRITERS, "fer2013", broken)
+    monkeypatch.setitem(WRITERS, "fer2013", broken)
     with pytest.raises(RuntimeError):
         syn.write_layouts(tmp_path, cfg)
     assert _files(target) == before  # a failed run leaves the complete old copy alone
