@@ -262,7 +262,7 @@ def test_head_only_finetune_leaves_the_backbone_unchanged(tmp_path: Path) -> Non
         if key.startswith("backbone."):  # weights AND BN running statistics
             assert torch.equal(before[key], after[key]), key
     assert not torch.equal(before["head.fc.weight"], after["head.fc.weight"])
-    optimised = {id(q) for g in trainer.optimizers[0].param_groups for q in g["params"]}
+    optimised = {id(q) for g in trainer.optimizers["main"].param_groups for q in g["params"]}
     assert optimised == {id(p) for p in trainer.method.head.parameters()}
     assert not any(p.requires_grad for p in trainer.method.backbone.parameters())
 
@@ -375,7 +375,7 @@ def test_diverging_loss_stops_with_one_line(tmp_path: Path, capsys: pytest.Captu
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if "error:" in line]
     assert len(errors) == 1 and err[-1] == errors[0]
-    assert "training loss is" in errors[0] and "by step" in errors[0]
+    assert "training 'loss' is" in errors[0] and "within steps" in errors[0]
     assert not (out / "metrics.json").exists()
 
 

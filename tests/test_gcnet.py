@@ -343,9 +343,11 @@ def test_bad_hyperparameters_are_one_line_errors():
 def test_optimizer_decoder_lr_and_inv_policy():
     m = build(lr=1e-3)
     m.steps_per_epoch = m.total_steps = 10
-    (opt,), (sched,) = m.configure_optimizers()
+    optimizers, (sched,) = m.configure_optimizers()
+    opt = optimizers["main"]
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
     base, dec = opt.param_groups
+    assert (base["name"], dec["name"]) == ("network", "decoders")
     decoders = {id(p) for d in m.decoders() for p in d.parameters()}
     assert {id(p) for p in dec["params"]} == decoders and not decoders & {id(p) for p in base["params"]}
     assert base["lr"] == pytest.approx(1e-3) and dec["lr"] == pytest.approx(1e-2)

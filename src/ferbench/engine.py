@@ -145,6 +145,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.images_seen = 0
         self.last_losses: dict[str, float] = {}
+        self.checkpoint_step = 0                     # step of the checkpoint on disk (0: none)
         self.tb: Any = None
         self.t_start = time.perf_counter()
 
@@ -192,10 +193,10 @@ class Trainer:
                 out = m.step(batch)
             if "loss" not in out:
                 raise RuntimeError(f"{type(m).__name__}.step returned no 'loss'")
-            for opt in self.optimizers:
+            for opt in self.optimizers.values():
                 opt.zero_grad(set_to_none=True)
             out["loss"].backward()
-            for opt in self.optimizers:
+            for opt in self.optimizers.values():
                 opt.step()
         for sched in self.schedulers:
             sched.step()
@@ -212,20 +213,42 @@ class Trainer:
                 self.acc_sums[key] = v.clone()
         self.acc_count += 1
 
+    def learning_rates(self) -> dict[str, float]:
+        """``lr``: the first parameter group's rate; with several groups also ``lr_<group>``
+        for each (groups are named by the method's ``param_groups``)."""
+        groups = [g for opt in self.optimizers.values() for g in opt.param_groups]
+        row = {"lr": float(groups[0]["lr"])} if groups else {}
+        if len(groups) > 1:
+            row.update({f"lr_{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(groups)})
+        return row
+
+    def check_finite(self) -> None:
+        """Stop on a non-finite value in anything the method returned (every loss term, whatever
+        its name): training on would burn the budget and report garbage. Called before each
+        checkpoint too, so the checkpoint on disk is always the last good one."""
+        if not self.acc_count:
+            return
+        keys = sorted(self.acc_sums)
+        values = torch.stack([self.acc_sums[k] for k in keys]).cpu()
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            key = keys[int(bad[0])]
+            kept = (f"last good checkpoint (step {self.checkpoint_step}) kept" if self.checkpoint_step
+                    else "no checkpoint written yet")
+            raise FerbenchError(
+                f"{self.settings.get('method_name')}: training {key!r} is {float(values[int(bad[0])])} "
+                f"within steps {self.step - self.acc_count + 1}-{self.step} (lower lr or check the data); "
+                f"{kept}")
+
     def flush_log(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         row: dict[str, Any] = {"step": self.step, "epoch": self.epoch}
-        if self.optimizers:
-            row["lr"] = float(self.optimizers[0].param_groups[0]["lr"])
+        row.update(self.learning_rates())
         if self.acc_count:
+            self.check_finite()
             keys = sorted(self.acc_sums)
             means = (torch.stack([self.acc_sums[k] for k in keys]) / self.acc_count).tolist()
             row.update(zip(keys, means))
             self.last_losses = dict(zip(keys, means))
-            if "loss" in self.last_losses and not math.isfinite(self.last_losses["loss"]):
-                # Diverged: training on would only burn the budget and report garbage.
-                raise FerbenchError(
-                    f"{self.settings.get('method_name')}: training loss is {self.last_losses['loss']} "
-                    f"by step {self.step} (lower lr or check the data); last checkpoint kept")
         row.update(extra or {})
         self.acc_sums, self.acc_count = {}, 0
         self.log_rows.append(row)
@@ -251,7 +274,7 @@ class Trainer:
             "step": self.step, "epoch": self.epoch, "index": self.index,
             "batches": None if self.batches is None else [torch.from_numpy(b) for b in self.batches],
             "model": self.method.state_dict(),
-            "optimizers": [o.state_dict() for o in self.optimizers],
+            "optimizers": [o.state_dict() for o in self.optimizers.values()],
             "schedulers": [s.state_dict() for s in self.schedulers],
             "rng": rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
             "acc": {"sums": {k: v.cpu() for k, v in self.acc_sums.items()}, "count": self.acc_count},
@@ -263,7 +286,9 @@ class Trainer:
     def save_checkpoint(self) -> None:
         if self.out is None:
             return
+        self.check_finite()
         save_torch(self.out / CHECKPOINT, self.checkpoint_state())
+        self.checkpoint_step = self.step
         self.write_log_csv()
         if hasattr(self.log, "save"):
             self.log.save()
@@ -277,7 +302,7 @@ class Trainer:
                                 f"delete it to start afresh")
         try:
             self.method.load_state_dict(state["model"])
-            for opt, s in zip(self.optimizers, state["optimizers"], strict=True):
+            for opt, s in zip(self.optimizers.values(), state["optimizers"], strict=True):
                 opt.load_state_dict(s)
             for sched, s in zip(self.schedulers, state["schedulers"], strict=True):
                 sched.load_state_dict(s)
@@ -292,6 +317,7 @@ class Trainer:
         self.log_rows = list(state["log_rows"])
         self.last_losses = dict(state.get("last_losses") or {})
         self.wall_before = float(state["wall_s"])
+        self.checkpoint_step = self.step
 
     def write_log_csv(self) -> None:
         if self.out is not None:

@@ -26,7 +26,8 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
     m.load_pretrained(state)             # train --pretrained only (from the pretrain's encoder.pt)
     m.to(device)                         # + channels_last on CUDA; m.autocast is set
     m.steps_per_epoch, m.total_steps = m.num_batches(), epochs * m.num_batches()
-    optimizers, schedulers = m.configure_optimizers()   # schedulers step once per iteration
+    optimizers, schedulers = m.configure_optimizers()   # {name: optimiser}; schedulers step
+                                                        # once per iteration
     for epoch:  batches = m.epoch_batches(generator, epoch)   # exactly m.num_batches() int64
                                          # [B, k] position arrays; default: shuffled
                                          # m.sampling_units(), drop_last, k = 1 (train) or
@@ -46,11 +47,18 @@ same frame for SimCLR/BYOL/MoCo, two frames of one clip for TimeAug, anchor/posi
 for triplets, (frame, its sequence's neutral frame) for GCNet. ``transform`` augments each
 image independently by default; override it to share parameters between columns.
 
+Optimisers: a method declares named parameter groups (``param_groups``: networks, a
+learning-rate multiplier, the optimiser that steps them) and per-optimiser settings
+(``optimizer_settings``: e.g. SGD for a head while the encoder uses the budget's Adam);
+``configure_optimizers`` builds them all, one generic consumer for every method, and
+``lr_schedulers`` adds per-iteration schedules. Each group's rate is logged as ``lr_<group>``.
+
 Manual optimisation (CAF, AVCE: several networks, own optimisers, two passes per iteration):
-set ``manual_optimization = True``; ``training_step(batch, optimizers)`` then does its own
-``zero_grad``/``backward``/``step`` and returns only what to log. Wrap forward passes in
-``with self.autocast():`` (bf16 on CUDA, nothing on CPU) and call backward outside it.
-Schedulers are still stepped by the engine, once per iteration.
+set ``manual_optimization = True``; ``training_step(batch, optimizers)`` gets the optimisers by
+name, does its own ``zero_grad``/``backward``/``step`` and returns only what to log (no
+``loss`` entry needed: every returned value is logged by its name, and a non-finite one stops
+the job). Wrap forward passes in ``with self.autocast():`` (bf16 on CUDA, nothing on CPU) and
+call backward outside it. Schedulers are still stepped by the engine, once per iteration.
 
 Pretraining: ``pretrain = True`` adds the stage (``pretraining_step``; ``epoch_batches`` and
 ``num_batches`` see ``self.stage == "pretrain"``; ``pretrain_views``; ``pretrain_augment``);
@@ -97,6 +105,27 @@ class TaskInfo:
         return 2 if self.task == "va" else len(self.classes)
 
 
+#: optimiser names ``make_optimizer`` knows
+OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
+
+
+@dataclasses.dataclass
+class ParamGroup:
+    """A named set of networks (or single parameters) trained by one optimiser at a learning
+    rate of the optimiser's lr x ``lr_mult``. The name is logged (``lr_<name>``)."""
+
+    name: str
+    members: list[nn.Module | nn.Parameter]
+    lr_mult: float = 1.0
+    optimizer: str = "main"
+
+    def parameters(self) -> list[nn.Parameter]:
+        out: list[nn.Parameter] = []
+        for member in self.members:
+            out.extend([member] if isinstance(member, nn.Parameter) else member.parameters())
+        return out
+
+
 @dataclasses.dataclass
 class Batch:
     positions: np.ndarray                 # int64 [B, k] folds positions
@@ -123,6 +152,8 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     #: the pretraining data depend on the fold (training-fold subjects only); if False one
     #: pretraining job (on all subjects of its dataset) serves every fold
     pretrain_per_fold: ClassVar[bool] = True
+    #: the tasks its networks and losses are for ("classification", "va")
+    tasks: ClassVar[tuple[str, ...]] = ("classification", "va")
     #: the method steps its own optimisers in ``training_step(batch, optimizers)``
     manual_optimization: ClassVar[bool] = False
     #: images per sample in the pretraining batches made by the default sampler
@@ -174,6 +205,9 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         self.task = task
         self.run_name = settings.get("method_name", self.name)
         self.hp = self.merge_hparams(settings.get("method", {}))
+        if task.task not in self.tasks:
+            raise FerbenchError(f"methods.{self.run_name}: method class {self.name!r} is for "
+                                f"{' and '.join(self.tasks)} tasks, not {task.task!r}")
         self.schedule: dict[str, Any] = dict(settings.get("train", {}))
         self.stage = "train"
         self.data: Any = None
@@ -265,6 +299,22 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self) -> list[ParamGroup]:
+        """The named parameter groups and the optimiser each belongs to (solo-learn's
+        ``learnable_params``). Default: every trainable parameter in one group ``all`` of one
+        optimiser ``main``. Override to give networks their own learning-rate multipliers or
+        their own optimisers (manual optimisation)."""
+        return [ParamGroup("all", [self])]
+
+    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
+        """Per optimiser name, what differs from the stage's schedule (``optimizer``, ``lr``,
+        ``weight_decay`` and the optimiser's own keyword arguments, e.g. ``betas``)."""
+        return {}
+
+    def lr_schedulers(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[Any]:
+        """Per-iteration learning-rate schedulers over the built optimisers. Default: none."""
+        return []
+
     def make_optimizer(self, params: Any, optimizer: str | None = None, lr: float | None = None,
                        weight_decay: float | None = None, **kwargs: Any) -> torch.optim.Optimizer:
         """An optimiser from the stage's schedule (``optimizer``, ``lr``, ``weight_decay``)."""
@@ -278,23 +328,55 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         if name in ("sgd", "nesterov"):
             kwargs.setdefault("momentum", 0.9)
             return torch.optim.SGD(params, lr=lr, weight_decay=wd, nesterov=name == "nesterov", **kwargs)
-        raise FerbenchError(f"optimizer: unknown name {name!r} (known: adam, adamw, sgd, nesterov)")
+        raise FerbenchError(f"optimizer: unknown name {name!r} (known: {', '.join(OPTIMIZERS)})")
 
-    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-        """(optimisers, per-iteration LR schedulers). Default: one optimiser, constant LR."""
-        return [self.make_optimizer(self.trainable_parameters())], []
+    def configure_optimizers(self) -> tuple[dict[str, torch.optim.Optimizer], list[Any]]:
+        """The one generic consumer of ``param_groups``: one optimiser per optimiser name (in
+        order of first appearance), each torch param group named after its ParamGroup and at
+        lr x ``lr_mult``. Frozen parameters are left out; a trainable parameter in two groups, or
+        in none, is an error (it would train twice, or silently not at all)."""
+        groups = self.param_groups()
+        owner: dict[int, str] = {}
+        by_optimizer: dict[str, list[dict[str, Any]]] = {}
+        for group in groups:
+            params = [p for p in group.parameters() if p.requires_grad]
+            for p in params:
+                if id(p) in owner:
+                    raise FerbenchError(f"methods.{self.run_name}: a parameter is in groups "
+                                        f"{owner[id(p)]!r} and {group.name!r}")
+                owner[id(p)] = group.name
+            if params:
+                by_optimizer.setdefault(group.optimizer, []).append(
+                    {"name": group.name, "params": params, "lr_mult": float(group.lr_mult)})
+        orphans = [n for n, p in self.named_parameters() if p.requires_grad and id(p) not in owner]
+        if orphans:
+            raise FerbenchError(f"methods.{self.run_name}: trainable parameter {orphans[0]!r} is in no "
+                                f"parameter group")
+        settings = self.optimizer_settings()
+        optimizers: dict[str, torch.optim.Optimizer] = {}
+        for name, torch_groups in by_optimizer.items():
+            kwargs = dict(settings.get(name, {}))
+            base_lr = float(kwargs.get("lr", self.schedule["lr"]))
+            for g in torch_groups:
+                g["lr"] = base_lr * g.pop("lr_mult")
+            kwargs["lr"] = base_lr
+            optimizers[name] = self.make_optimizer(torch_groups, **kwargs)
+        if not optimizers:
+            raise FerbenchError(f"{self.run_name}: no trainable parameters in stage {self.stage!r}")
+        return optimizers, self.lr_schedulers(optimizers)
 
     # -- steps (override) ------------------------------------------------------------------
     @abc.abstractmethod
-    def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+    def training_step(self, batch: Batch, optimizers: Mapping[str, torch.optim.Optimizer] | None = None
                       ) -> dict[str, torch.Tensor]:
-        """One iteration's losses ({"loss": ..., other logged terms})."""
+        """One iteration's losses ({"loss": ..., other logged terms}); with manual optimisation
+        the method steps ``optimizers`` (by name) itself and returns only what to log."""
 
-    def pretraining_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+    def pretraining_step(self, batch: Batch, optimizers: Mapping[str, torch.optim.Optimizer] | None = None
                          ) -> dict[str, torch.Tensor]:
         raise FerbenchError(f"method {self.run_name!r} has no pretraining stage")
 
-    def step(self, batch: Batch, optimizers: list[torch.optim.Optimizer] | None = None
+    def step(self, batch: Batch, optimizers: Mapping[str, torch.optim.Optimizer] | None = None
              ) -> dict[str, torch.Tensor]:
         """Dispatch on the stage (the engine calls this)."""
         fn = self.pretraining_step if self.stage == "pretrain" else self.training_step

@@ -96,7 +96,7 @@ from torch import nn
 from ferbench.augment import AugmentConfig, Augmenter
 from ferbench.errors import FerbenchError
 from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
-from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.base import Batch, ParamGroup, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models.gcnet import Generator, VectorDecoder, check_mirrorable, encode_with_switches
 
@@ -114,6 +114,7 @@ class GCNet(Supervised):
     name = "gcnet"
     pretrain = True             # the generator and En2, on the training fold (see pretraining_step)
     pretrain_views = 2          # (frame, its sequence's first frame)
+    tasks = ("classification",)  # its contrastive pairs need expression labels
     #: the S/R switches and loss weights only act in the train stage: the four variants of a
     #: fold share one pretraining job
     train_only_hparams = ("contrastive", "reconstruction", "margin", "contrastive_features",
@@ -144,9 +145,6 @@ class GCNet(Supervised):
     def __init__(self, settings: Mapping[str, Any], task: TaskInfo) -> None:
         super().__init__(settings, task)
         hp, where = self.hp, f"methods.{self.run_name}"
-        if task.task != "classification":
-            raise FerbenchError(f"{where}: gcnet is a classification method (its contrastive pairs "
-                                f"need expression labels), not for task {task.task!r}")
         for key in ("contrastive", "reconstruction"):
             if not isinstance(hp[key], bool):
                 raise FerbenchError(f"{where}.{key}: must be true or false, got {hp[key]!r}")
@@ -255,17 +253,18 @@ class GCNet(Supervised):
     def decoders(self) -> list[nn.Module]:
         return [m for m in (self.generator.decoder, self.de2_r, self.de2_i) if m is not None]
 
-    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list[Any]]:
-        dec = {id(p) for m in self.decoders() for p in m.parameters()}
-        params = self.trainable_parameters()
-        base = float(self.schedule["lr"])
-        groups = [{"params": [p for p in params if id(p) not in dec]},
-                  {"params": [p for p in params if id(p) in dec], "lr": base * float(self.hp["decoder_lr_mult"])}]
-        opt = self.make_optimizer([g for g in groups if g["params"]])
+    def param_groups(self) -> list[ParamGroup]:
+        networks = [m for m in (self.backbone, self.head, self.generator.encoder, self.identity_head)
+                    if m is not None]
+        return [ParamGroup("network", networks),
+                ParamGroup("decoders", self.decoders(), lr_mult=float(self.hp["decoder_lr_mult"]))]
+
+    def lr_schedulers(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[Any]:
         if self.hp["lr_policy"] == "fixed":
-            return [opt], []
+            return []
         gamma, power = float(self.hp["inv_gamma"]), float(self.hp["inv_power"])
-        return [opt], [torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1.0 + gamma * it) ** -power)]
+        return [torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1.0 + gamma * it) ** -power)
+                for opt in optimizers.values()]
 
     # -- forward -----------------------------------------------------------------------------
     def generate(self, x: torch.Tensor) -> torch.Tensor:
