@@ -147,9 +147,12 @@ def test_method_test_set_measures_from_extra(done):
     assert "ref_test_samples" not in metrics and "data" not in metrics
     assert ("supervised", "gen_ref_mse_test") not in csv.index
     md = (done["tables"] / "ckplus.md").read_text()
-    assert md_header(md, "Method")[4:] == ["accuracy", "macro_f1", "gen_ref_mse_test", "identity_ref_mse_test"]
-    assert md_row(md, "supervised")[6:] == ["—", "—"]
-    assert md_row(md, "gcnet_s1r1")[6:] == ["0.00200 ± 0.00141", "0.00400 ± 0.00000"]
+    assert md_header(md, "Method")[4:] == ["accuracy", "macro_f1", "gen_ref_mse_test",
+                                           "identity_ref_mse_test", "Significantly better than"]
+    assert md_row(md, "supervised")[6:8] == ["—", "—"]
+    # CI: 0.002 ± t(0.975, 1) * 0.00141421 / sqrt(2) = 0.002 ± 12.7062 * 0.001
+    assert md_row(md, "gcnet_s1r1")[6:8] == ["0.00200 ± 0.00141 [-0.01071, 0.01471]",
+                                             "0.00400 ± 0.00000 [0.00400, 0.00400]"]
 
 
 def test_cells_keep_three_significant_digits_for_small_values():
@@ -172,10 +175,14 @@ def test_dataset_markdown_cells(done):
     md = (done["tables"] / "ckplus.md").read_text()
     header = md_header(md, "Method")
     row = md_row(md, "supervised")
-    assert row[header.index("accuracy")] == "0.8000 ± 0.1000"
+    # 95% CI: 0.8 ± t(0.975, 2) * 0.1 / sqrt(3) = 0.8 ± 4.3027 * 0.057735 = 0.8 ± 0.2484
+    assert row[header.index("accuracy")] == "0.8000 ± 0.1000 [0.5516, 1.0484]"
     assert row[header.index("Runs")] == "3"
     assert row[header.index("Data")] == "synthetic"
-    assert md_row(md, "gcnet_s1r1")[header.index("accuracy")] == "0.9000 ± 0.0707"
+    assert md_row(md, "gcnet_s1r1")[header.index("accuracy")] == \
+        "0.9000 ± 0.0707 [0.2647, 1.5353]"
+    # two folds paired, no significant difference
+    assert md_row(md, "gcnet_s1r1")[header.index("Significantly better than")] == "none"
     assert "NOT comparable" in md   # synthetic provenance is spelled out
     va_md = (done["tables"] / "afewva.md").read_text()
     va_header = md_header(va_md, "Method")
@@ -193,7 +200,7 @@ def test_latex_booktabs_and_escaping(done):
         assert not [line for line in body if re.search(r"(?<!\\)_", line)], name
     tex = (done["tables"] / "ckplus.tex").read_text()
     assert r"gcnet\_s1r1" in tex
-    assert r"0.8000 $\pm$ 0.1000" in tex
+    assert r"0.8000 $\pm$ 0.1000 [0.5516, 1.0484]" in tex
 
 
 # ------------------------------------------------------------------------------ paper tables
@@ -210,11 +217,12 @@ def test_paper_003_published_beside_ours(done):
     header = md_header(ck7, "Method (paper)")
     s1r1 = md_row(ck7, "GCNet S1R1")
     assert s1r1[header.index("Accuracy (%) published")] == "97.93"
-    assert s1r1[header.index("Accuracy (%) ours")] == "90.00 ± 7.07"
+    assert s1r1[header.index("Accuracy (%) ours")] == "90.00 ± 7.07 [26.47, 153.53]"
+    assert s1r1[header.index("Accuracy (%) Δ")] == "-7.93"
     base = md_row(ck7, "CNN (baseline)")
     assert base[header.index("Accuracy (%) published")] == "96.94"
     assert base[header.index("Ours: method")] == "supervised"      # no cnn_baseline runs
-    assert base[header.index("Accuracy (%) ours")] == "80.00 ± 10.00"
+    assert base[header.index("Accuracy (%) ours")] == "80.00 ± 10.00 [55.16, 104.84]"
     s0r0 = md_row(ck7, "GCNet S0R0")
     assert s0r0[header.index("Accuracy (%) published")] == "97.08"
     assert s0r0[header.index("Accuracy (%) ours")] == "—"           # not run
@@ -250,7 +258,8 @@ def test_paper_000_and_001_and_002_and_004(done):
     h2 = md_header(afew, "Method (paper)")
     caf = md_row(afew, "CAF (R18)")
     assert caf[h2.index("RMSE (V) published")] == "0.17"
-    assert caf[h2.index("RMSE (V) ours")] == "0.300 ± 0.141"
+    assert caf[h2.index("RMSE (V) ours")] == "0.300 ± 0.141 [-0.971, 1.571]"
+    assert caf[h2.index("RMSE (V) Δ")] == "+0.130"
     assert caf[h2.index("CCC (A) published")] == "0.54"
     assert md_row(afew, "CAF (AL)")[h2.index("RMSE (V) ours")] == "—"   # no AlexNet runs
     affectnet = md2.split("## AffectNet")[1].split("## ")[0]
@@ -259,7 +268,7 @@ def test_paper_000_and_001_and_002_and_004(done):
     legacy = md2.split("## AFEW-VA")[1].split("Ours recomputed")[1]
     hl = md_header(legacy, "Method (paper)")
     assert md_row(legacy, "CAF (R18)")[hl.index("RMSE (V) ours, legacy metric mode")] == \
-        "0.600 ± 0.283"
+        "0.600 ± 0.283 [-1.941, 3.141]"
 
     md4 = (done["tables"] / "paper_004.md").read_text()
     afew4 = md4.split("## AFEW-VA")[1].split("Ours recomputed")[0]

@@ -18,7 +18,9 @@ from ferbench.config import load_config
 from ferbench.io import write_json, write_text
 from ferbench.report import figures, tables
 from ferbench.report.outputs import Outputs
-from ferbench.report.runs import collect_runs, fill_data_from_config, scores_frame, summarise
+from ferbench.report.runs import (collect_runs, fill_data_from_config, run_sizes, scores_frame,
+                                  summarise, variant_order)
+from ferbench.report.stats import paired_tests
 
 
 def main(args: argparse.Namespace) -> int:
@@ -32,10 +34,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"ferbench aggregate: note: {note}", file=sys.stderr)
     scores = scores_frame(runs)
     summary = summarise(scores)
+    tests = paired_tests(scores, run_sizes(runs), variant_order)
 
     table_out = Outputs(args.tables)
-    tables.write_dataset_tables(summary, runs, table_out, notes)
-    tables.write_paper_tables(scores, table_out, notes)
+    tables.write_dataset_tables(summary, runs, table_out, notes, tests)
+    tables.write_paper_tables(scores, table_out, notes, tests, config)
+    tables.write_tests_csv(tests, table_out)
     figure_out = Outputs(args.figures)
     figures.write_figures(scores, runs, figure_out)
 

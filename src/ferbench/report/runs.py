@@ -39,6 +39,7 @@ import pandas as pd
 
 from ferbench.errors import FerbenchError
 from ferbench.metrics import VA_KEYS
+from ferbench.report.stats import confidence_interval
 
 TASKS = ("classification", "va")
 REQUIRED_KEYS = ("dataset", "method", "fold", "seed", "task", "metrics", "n_train", "n_test",
@@ -252,11 +253,19 @@ def scores_frame(runs: list[Run]) -> pd.DataFrame:
     return frame
 
 
+def run_sizes(runs: list[Run]) -> pd.DataFrame:
+    """n_train and n_test per run, indexed like scores_frame's ``run`` column."""
+    return pd.DataFrame({"n_train": [r.n_train for r in runs], "n_test": [r.n_test for r in runs]})
+
+
 def summarise(scores: pd.DataFrame) -> pd.DataFrame:
-    """mean, sample std (ddof=1), n finite values and n runs per group/task/variant/metric."""
+    """mean, sample std (ddof=1), n finite values, n runs and the 95% CI (stats.py) per
+    group/task/variant/metric."""
     keys = ["group", "dataset", "task", "num_classes", "variant", "method", "backbone", "metric"]
     g = scores.groupby(keys, sort=True, dropna=False)["value"]
-    out = g.agg(mean="mean", std=lambda v: v.std(ddof=1), n="count", n_runs="size").reset_index()
+    out = g.agg(mean="mean", std=lambda v: v.std(ddof=1), n="count", n_runs="size",
+                ci_low=lambda v: confidence_interval(v)[0],
+                ci_high=lambda v: confidence_interval(v)[1]).reset_index()
     data = scores.groupby(keys, dropna=False)["data"].agg(lambda v: data_label(set(v)))
     return out.merge(data.reset_index(), on=keys)
 

@@ -11,6 +11,7 @@ from ferbench.io import write_text
 from ferbench.report.outputs import Outputs, safe_name
 from ferbench.report.published import PAPERS, Block, Paper, Row
 from ferbench.report.runs import Run, data_label, metric_order, variant_order
+from ferbench.report.stats import ALPHA, confidence_interval, testable, wins
 
 DASH = "—"
 DIGITS = 4  # per-dataset tables: metrics in their stored units (accuracy 0..1)
@@ -26,6 +27,11 @@ TASK_TITLE = {"classification": "classification", "va": "valence/arousal regress
 NAN_NOTE = ("† some runs gave NaN for this metric (undefined, e.g. a correlation of constant "
             "predictions); the mean is over the other runs")
 SINGLE_NOTE = "A cell without ± comes from a single run (no std)."
+CI_NOTE = ("Cells: mean ± sample std [95% confidence interval of the mean: Student's t over the "
+           "runs]; the CI is optimistic for cross-validation (folds share training data).")
+TEST_TEXT = (f"paired over (fold, seed): corrected resampled t-test (Nadeau & Bengio 2003), "
+             f"p < {ALPHA}; Wilcoxon signed-rank p and every pair in `paired_tests.csv`")
+WINS_HEADER = "Significantly better than"
 
 
 def describe_data(labels: set[str]) -> str:
@@ -34,7 +40,9 @@ def describe_data(labels: set[str]) -> str:
     return "; ".join(f"{label}: {DATA_TEXT.get(label, label)}" for label in sorted(labels))
 
 
-def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float = 1.0) -> str:
+def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float = 1.0,
+         ci: tuple[float, float] | None = None) -> str:
+    """``mean ± std [ci_low, ci_high]`` (std and CI only with n > 1), † when runs gave NaN."""
     if n == 0 or mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "NaN" if n_runs else DASH
     value = mean * scale
@@ -44,9 +52,18 @@ def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float
     text = f"{value:.{digits}f}"
     if n > 1 and not math.isnan(std):
         text += f" ± {std * scale:.{digits}f}"
+        if ci is not None and all(math.isfinite(c) for c in ci):
+            text += f" [{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
     if n < n_runs:
         text += " †"
     return text
+
+
+def diff_cell(ours: float, published: str | None, digits: int) -> str:
+    """Ours minus published, signed, in the paper's units; — when either is missing."""
+    if published is None or ours is None or not math.isfinite(ours):
+        return DASH
+    return f"{ours - float(published):+.{digits}f}"
 
 
 # ------------------------------------------------------------------------------ rendering
@@ -63,7 +80,7 @@ def markdown_table(header: list[str], rows: list[list[str]], numeric: set[int]) 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "±": r"$\pm$", "—": "--", "†": r"$^\dagger$", "×": r"$\times$", "`": "",
+    "±": r"$\pm$", "—": "--", "Δ": r"$\Delta$", "−": "-", "†": r"$^\dagger$", "×": r"$\times$", "`": "",
 }
 
 
@@ -72,8 +89,9 @@ def latex_escape(text: str) -> str:
 
 
 def latex_table(caption: str, label: str, header_rows: list[str], rows: list[list[str]],
-                align: str) -> str:
-    """A booktabs table; ``header_rows`` are already LaTeX, body cells are escaped here."""
+                align: str, wide: bool = False) -> str:
+    """A booktabs table; ``header_rows`` are already LaTeX, body cells are escaped here.
+    ``wide`` scales the tabular to the line width (graphicx's resizebox)."""
     body = [" & ".join(latex_escape(c) for c in row) + r" \\" for row in rows]
     return "\n".join([
         r"\begin{table}[htbp]",
@@ -81,13 +99,14 @@ def latex_table(caption: str, label: str, header_rows: list[str], rows: list[lis
         r"\small",
         rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{label}}}",
+        *([r"\resizebox{\linewidth}{!}{%"] if wide else []),
         rf"\begin{{tabular}}{{{align}}}",
         r"\toprule",
         *header_rows,
         r"\midrule",
         *body,
         r"\bottomrule",
-        r"\end{tabular}",
+        r"\end{tabular}" + ("}" if wide else ""),
         r"\end{table}",
         "",
     ])
@@ -95,7 +114,7 @@ def latex_table(caption: str, label: str, header_rows: list[str], rows: list[lis
 
 # ------------------------------------------------------------------------------ per dataset
 def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
-                         notes: list[str]) -> None:
+                         notes: list[str], tests: pd.DataFrame) -> None:
     for group in sorted(summary["group"].unique()):
         sub = summary[summary["group"] == group]
         group_runs = [r for r in runs if r.group == group]
@@ -109,7 +128,8 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             task_runs = [r for r in group_runs if r.task == task]
             meta = _meta_lines(task_runs)
             metrics = metric_order(task, set(part["metric"]))
-            header = ["Method", "Backbone", "Runs", "Data", *metrics]
+            header = ["Method", "Backbone", "Runs", "Data", *metrics, WINS_HEADER]
+            can_test, why_not = testable(tests, group, task)
             rows, flags = [], set()
             for variant in variant_order(set(part["variant"])):
                 vpart = part[part["variant"] == variant].set_index("metric")
@@ -121,19 +141,24 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
                         row.append(DASH)
                         continue
                     s = vpart.loc[m]
-                    text = cell(s["mean"], s["std"], int(s["n"]), int(s["n_runs"]), DIGITS)
+                    text = cell(s["mean"], s["std"], int(s["n"]), int(s["n_runs"]), DIGITS,
+                                ci=(s["ci_low"], s["ci_high"]))
                     if "†" in text:
                         flags.add("†")
                     if int(s["n"]) == 1:
                         flags.add("single")
                     row.append(text)
+                row.append(wins_text(tests, group, task, variant) if can_test
+                           else "no test possible")
                 rows.append(row)
             md.append(f"## Task: {TASK_TITLE[task]}\n")
             md.extend(f"- {line}" for line in meta)
             md.append("")
-            md.append(markdown_table(header, rows, numeric={2, *range(4, len(header))}))
-            footnotes = ([NAN_NOTE] if "†" in flags else []) + \
+            md.append(markdown_table(header, rows, numeric={2, *range(4, len(header) - 1)}))
+            footnotes = [CI_NOTE] + ([NAN_NOTE] if "†" in flags else []) + \
                         ([SINGLE_NOTE] if "single" in flags else []) + \
+                        [f"{WINS_HEADER}: {TEST_TEXT}."
+                         + ("" if can_test else f" Here: {why_not}.")] + \
                         [f"Left out: {n}." for n in notes]
             md.extend(footnotes)
             md.append("")
@@ -141,14 +166,26 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
                        + "; ".join(meta))
             head = " & ".join(latex_escape(h) for h in header) + r" \\"
             label = f"tab:{safe_name(group).replace('_', '-')}-{task}"
-            tex.append(latex_table(caption, label, [head], rows, "llrl" + "r" * len(metrics)))
+            tex.append(latex_table(caption, label, [head], rows,
+                                   "llrl" + "r" * len(metrics) + "p{4cm}"))
         csv = sub.loc[:, [
             "group", "dataset", "task", "num_classes", "method", "backbone", "variant", "data",
-            "metric", "mean", "std", "n", "n_runs"]]
+            "metric", "mean", "std", "n", "n_runs", "ci_low", "ci_high"]]
         stem = safe_name(group)
         write_text(out.path(f"{stem}.md"), "\n".join(md))
         write_text(out.path(f"{stem}.tex"), "\n".join(tex))
         write_text(out.path(f"{stem}.csv"), csv.to_csv(index=False))
+
+
+def wins_text(tests: pd.DataFrame, group: str, task: str, variant: str) -> str:
+    found = wins(tests, group, task, variant)
+    if not found:
+        return "none"
+    return "; ".join(f"{metric}: {', '.join(others)}" for metric, others in found.items())
+
+
+def write_tests_csv(tests: pd.DataFrame, out: Outputs) -> None:
+    write_text(out.path("paired_tests.csv"), tests.to_csv(index=False))
 
 
 def _meta_lines(runs: list[Run]) -> list[str]:
@@ -163,12 +200,18 @@ def _meta_lines(runs: list[Run]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ per paper
+BASELINES = ("supervised", "cnn_baseline")
+WIN_MARK = "*"
+
+
 @dataclass
 class Stat:
     mean: float = math.nan
     std: float = math.nan
     n: int = 0
     n_runs: int = 0
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
 
 @dataclass
@@ -180,9 +223,12 @@ class PaperRow:
     runs: int
     ours: list[Stat]
     legacy: list[Stat]
+    group: str | None = None      # the runs' table group and variant (for the paired tests)
+    variant: str | None = None
+    status: str = ""              # why a row has no runs ("not run (...)"); "" when it has
 
 
-def block_rows(block: Block, scores: pd.DataFrame) -> list[PaperRow]:
+def block_rows(block: Block, scores: pd.DataFrame, config: dict | None = None) -> list[PaperRow]:
     relevant = _block_scores(block, scores)
     rows = list(block.rows)
     # Runs of a backbone-specific method on a backbone no row names: an "ours only" row each.
@@ -193,7 +239,35 @@ def block_rows(block: Block, scores: pd.DataFrame) -> list[PaperRow]:
         for backbone in sorted(set(relevant.loc[relevant["method"] == method, "backbone"]) - named):
             rows.append(Row(f"{method} on {backbone} (ours only; no published row)", (method,),
                             (None,) * len(block.columns), backbone))
-    return [_paper_row(block, row, relevant) for row in rows]
+    prows = [_paper_row(block, row, relevant) for row in rows]
+    for p in prows:
+        if not p.runs:
+            p.status = not_run_reason(block, p.row, config)
+    return prows
+
+
+def not_run_reason(block: Block, row: Row, config: dict | None) -> str:
+    """Why a paper row has no runs of ours, from the config the workflow ran with."""
+    if not row.ours:
+        return "reference only (no ferbench method)"
+    run = (config or {}).get("run")
+    if not isinstance(run, dict):
+        return "not run (no runs found)"
+    if block.dataset not in (run.get("datasets") or []):
+        return f"not run (dataset {block.dataset} not configured)"
+    methods = [m for m in row.ours if m in (run.get("methods") or [])]
+    if not methods:
+        return "not run (method not in run.methods)"
+    entry = ((config or {}).get("datasets") or {}).get(block.dataset) or {}
+    only = entry.get("methods")
+    if only is not None and not any(m in only for m in methods):
+        return f"not run (method not in datasets.{block.dataset}.methods)"
+    classes = (entry.get("protocol") or {}).get("classes")
+    if block.num_classes is not None and classes is not None and classes != block.num_classes:
+        return f"not run (dataset {block.dataset} configured with {classes} classes)"
+    if row.backbone:
+        return f"not run (no runs on backbone {row.backbone})"
+    return "not run yet (no runs found)"
 
 
 def _block_scores(block: Block, scores: pd.DataFrame) -> pd.DataFrame:
@@ -222,49 +296,91 @@ def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
             if prefix == "":
                 used.update(values["run"])
             finite = values["value"].dropna() * col.scale
+            lo, hi = confidence_interval(finite)
             target.append(Stat(mean=float(finite.mean()) if len(finite) else math.nan,
                                std=float(finite.std(ddof=1)) if len(finite) > 1 else math.nan,
-                               n=len(finite), n_runs=len(values)))
+                               n=len(finite), n_runs=len(values), ci_low=lo, ci_high=hi))
     used_rows = sel[sel["run"].isin(used)]
+    groups, variants = set(used_rows["group"]), set(used_rows["variant"])
     return PaperRow(
         row=row, method=chosen,
         backbones=", ".join(sorted(set(used_rows["backbone"]))) or DASH,
         data=data_label(set(used_rows["data"])) if len(used_rows) else DASH,
-        runs=len(used), ours=ours, legacy=legacy)
+        runs=len(used), ours=ours, legacy=legacy,
+        group=next(iter(groups)) if len(groups) == 1 else None,
+        variant=next(iter(variants)) if len(variants) == 1 else None)
 
 
-def _paper_cells(block: Block, prow: PaperRow, legacy: bool) -> list[str]:
+def _baseline(prows: list[PaperRow]) -> PaperRow | None:
+    return next((p for p in prows if p.method in BASELINES and p.runs and p.variant), None)
+
+
+def _vs_baseline(tests: pd.DataFrame, base: PaperRow | None, prow: PaperRow, col) -> dict:
+    """The paired test of ``prow`` against the block's baseline row on ``col``'s metric."""
+    if base is None or prow is base or not prow.variant or prow.group != base.group:
+        return {}
+    pair = {prow.variant, base.variant}
+    sel = tests[(tests["group"] == prow.group) & (tests["task"] == col.task)
+                & (tests["metric"] == col.metric) & tests["method_a"].isin(pair)
+                & tests["method_b"].isin(pair)]
+    return {} if sel.empty else sel.iloc[0].to_dict()
+
+
+def _paper_cells(block: Block, prow: PaperRow, legacy: bool, tests: pd.DataFrame,
+                 base: PaperRow | None) -> list[str]:
     stats = prow.legacy if legacy else prow.ours
     cells = []
     for col, pub, stat in zip(block.columns, prow.row.published, stats):
-        cells.append(pub if pub is not None else DASH)
-        cells.append(cell(stat.mean, stat.std, stat.n, stat.n_runs, col.digits))
+        text = cell(stat.mean, stat.std, stat.n, stat.n_runs, col.digits,
+                    ci=(stat.ci_low, stat.ci_high))
+        test = {} if legacy else _vs_baseline(tests, base, prow, col)
+        if test.get("significant") and test.get("better") == prow.variant:
+            text += " " + WIN_MARK
+        cells += [pub if pub is not None else DASH, text,
+                  diff_cell(stat.mean if stat.n else None, pub, col.digits)]
     return cells
 
 
+def _paired_note(tests: pd.DataFrame, base: PaperRow | None, prows: list[PaperRow]) -> str:
+    if base is None:
+        return "Paired tests: none (our baseline row has no runs)."
+    others = [p for p in prows if p is not base and p.runs]
+    can_test, why_not = testable(tests, base.group)
+    if not others:
+        return f"Paired tests: none (only our baseline row, `{base.variant}`, has runs)."
+    if not can_test:
+        return f"Paired tests against our baseline row (`{base.variant}`): {why_not}."
+    return (f"Paired tests against our baseline row (`{base.variant}`): {WIN_MARK} marks "
+            f"significantly better; {TEST_TEXT}.")
+
+
 def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
+                       tests: pd.DataFrame, config: dict | None = None,
                        papers: tuple[Paper, ...] = PAPERS) -> None:
     for paper in papers:
         md = [f"# {paper.key}: {paper.title}\n", f"{paper.citation}\n"]
-        tex = [f"% ferbench aggregate: {latex_escape(paper.key)}. {latex_escape(paper.citation)}\n"]
+        tex = [f"% ferbench aggregate: {latex_escape(paper.key)}. {latex_escape(paper.citation)}"
+               f"\n% needs \\usepackage{{booktabs,graphicx}}\n"]
         csv_rows = []
         all_data: set[str] = set()
         sections = []
         for b, block in enumerate(paper.blocks):
-            prows = block_rows(block, scores)
+            prows = block_rows(block, scores, config)
             all_data.update(p.data for p in prows if p.runs)
             has_legacy = any(s.n_runs for p in prows for s in p.legacy)
             sections.append((b, block, prows, has_legacy))
         md.append("**Published** columns are copied from the paper (table cited per block), in "
                   "the paper's units. **Ours** columns are this benchmark: mean ± sample std "
-                  "(ddof=1) over folds × seeds; " + DASH + " = not run here, or no published "
-                  "value.\n")
+                  "(ddof=1) [95% CI of the mean, Student's t] over folds × seeds; **Δ** = ours "
+                  "− published. " + DASH + " = not run here (the *Ours: method* column says "
+                  "why), or no published value.\n")
         md.append(f"**Ours obtained on:** {describe_data(all_data)}.\n")
         for note in paper.notes:
             md.append(f"- {note}")
         if paper.notes:
             md.append("")
         for b, block, prows, has_legacy in sections:
+            base = _baseline(prows)
             md.append(f"## {block.title}\n")
             classes = f", {block.num_classes}-class runs only" if block.num_classes else ""
             md.append(f"Published: {block.source}. Ours: dataset `{block.dataset}`{classes}."
@@ -275,27 +391,38 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                 header = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: data",
                           "Ours: runs"]
                 for col in block.columns:
-                    header += [f"{col.label} published", f"{col.label} {title}"]
-                rows = [[p.row.label, p.method or DASH, p.backbones, p.data, str(p.runs)]
-                        + _paper_cells(block, p, legacy) for p in prows]
+                    header += [f"{col.label} published", f"{col.label} {title}",
+                               f"{col.label} Δ"]
+                rows = [[p.row.label, p.method or p.status, p.backbones, p.data, str(p.runs)]
+                        + _paper_cells(block, p, legacy, tests, base) for p in prows]
                 if legacy:
                     md.append("Ours recomputed with the authors' metric code (legacy mode):\n")
                 md.append(markdown_table(header, rows, numeric=set(range(4, len(header)))))
                 tex.append(_paper_latex(paper, b, block, rows, title))
-            flags = [c for p in prows for c in _paper_cells(block, p, False)
-                     + _paper_cells(block, p, True)]
+            flags = [c for p in prows for c in _paper_cells(block, p, False, tests, base)
+                     + _paper_cells(block, p, True, tests, base)]
             if any("†" in c for c in flags):
                 md.append(NAN_NOTE + "\n")
+            md.append(_paired_note(tests, base, prows) + "\n")
             for p in prows:
                 for col, pub, stat, lstat in zip(block.columns, p.row.published, p.ours, p.legacy):
+                    test = _vs_baseline(tests, base, p, col)
                     csv_rows.append({
                         "paper": paper.key, "block": block.title, "source": block.source,
                         "dataset": block.dataset, "row": p.row.label,
+                        "status": p.status or "run",
                         "ours_method": p.method or "", "ours_backbone": p.backbones,
                         "ours_data": p.data, "ours_runs": p.runs, "column": col.label,
                         "metric": col.metric, "published": float(pub) if pub else math.nan,
                         "ours_mean": stat.mean, "ours_std": stat.std, "ours_n": stat.n,
+                        "ours_ci_low": stat.ci_low, "ours_ci_high": stat.ci_high,
+                        "diff": stat.mean - float(pub) if pub else math.nan,
                         "legacy_mean": lstat.mean, "legacy_std": lstat.std, "legacy_n": lstat.n,
+                        "baseline": base.variant if base else "",
+                        "p_corrected_vs_baseline": test.get("p_corrected", math.nan),
+                        "wilcoxon_p_vs_baseline": test.get("wilcoxon_p", math.nan),
+                        "better_than_baseline": bool(test.get("significant")
+                                                     and test.get("better") == p.variant),
                     })
         md.extend(f"Left out: {n}." for n in notes)
         write_text(out.path(f"{paper.key}.md"), "\n".join(md) + "\n")
@@ -309,16 +436,17 @@ def _paper_latex(paper: Paper, b: int, block: Block, rows: list[list[str]], titl
     first = " & ".join(latex_escape(h) for h in top[:n_meta])
     spans, rules = [], []
     for i, col in enumerate(block.columns):
-        start = n_meta + 2 * i + 1
-        spans.append(rf"\multicolumn{{2}}{{c}}{{{latex_escape(col.label)}}}")
-        rules.append(rf"\cmidrule(lr){{{start}-{start + 1}}}")
+        start = n_meta + 3 * i + 1
+        spans.append(rf"\multicolumn{{3}}{{c}}{{{latex_escape(col.label)}}}")
+        rules.append(rf"\cmidrule(lr){{{start}-{start + 2}}}")
     head1 = first + " & " + " & ".join(spans) + r" \\"
     head2 = " & " * (n_meta - 1) + " & " + " & ".join(
-        [r"published & " + latex_escape(title)] * len(block.columns)) + r" \\"
+        [r"published & " + latex_escape(title) + r" & $\Delta$"] * len(block.columns)) + r" \\"
     mode = " in legacy metric mode" if "legacy" in title else ""
     caption = (f"{paper.title}: {block.title}. Published: {block.source}. "
-               f"Ours{mode}: mean ± std over folds × seeds on dataset {block.dataset}.")
+               f"Ours{mode}: mean ± std [95% CI] over folds × seeds on dataset {block.dataset}; "
+               f"Δ = ours − published; {WIN_MARK} = significantly better than our baseline row.")
     suffix = "-legacy" if "legacy" in title else ""
     label = f"tab:{paper.key.replace('_', '-')}-{b}{suffix}"
     return latex_table(caption, label, [head1, "".join(rules), head2], rows,
-                       "lllll" + "rr" * len(block.columns))
+                       "lllll" + "rrr" * len(block.columns), wide=True)
