@@ -1,7 +1,9 @@
-"""Hand-built sample tables and a table-backed fake reader for the prepare/folds/inspect tests."""
+"""Hand-built sample tables and a table-backed fake reader for the prepare/folds/inspect tests;
+fake run folders (metrics.json as the engine writes it) for the report tests."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +80,66 @@ class TableReader(Reader):
 
     def load_image(self, root: Path, row) -> np.ndarray:
         return open_image(Path(root) / row["path"])
+
+
+# ------------------------------------------------------------------------------ fake runs
+CK_CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
+VA = ["valence_rmse", "valence_pcc", "valence_ccc", "valence_sagr",
+      "arousal_rmse", "arousal_pcc", "arousal_ccc", "arousal_sagr"]
+
+
+def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *,
+              task: str = "classification", metrics: dict, legacy: dict | None = None,
+              classes: list[str] | None = None, confusion=None, backbone: str = "smallcnn",
+              budget: str = "demo", data: str | None = "synthetic", drop: tuple = (),
+              extra: dict | None = None) -> Path:
+    obj = {"dataset": dataset, "method": method, "fold": fold, "seed": seed, "task": task,
+           "metrics": metrics, "n_train": 100, "n_test": 20, "steps": 50, "wall_s": 1.5,
+           "budget": budget, "backbone": backbone,
+           "extra": {**({"data": data} if data else {}), **(extra or {})}}
+    if task == "classification":
+        classes = classes or CK_CLASSES
+        obj["classes"] = classes
+        obj["confusion"] = confusion if confusion is not None else [
+            [3 if i == j else 0 for j in range(len(classes))] for i in range(len(classes))]
+    if legacy is not None:
+        obj["legacy_metrics"] = legacy
+    for key in drop:
+        obj.pop(key)
+    path = root / dataset / method / f"fold{fold}" / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))   # json writes NaN as NaN, as the engine's json.dumps does
+    return path
+
+
+def va(v: float, a: float) -> dict:
+    return {k: (v if k.startswith("valence") else a) for k in VA}
+
+
+def run_aggregate(tmp: Path, runs: Path, budget: str = "demo",
+                  config: dict | None = None) -> tuple[int, dict]:
+    """`ferbench aggregate` on ``runs`` with a params.yaml of ``budget`` (and ``config``)."""
+    from ferbench import cli
+
+    cfg = tmp / "params.yaml"
+    cfg.write_text(json.dumps({"budget": budget, **(config or {})}))   # JSON is YAML
+    out = {"tables": tmp / "out" / "tables", "figures": tmp / "out" / "figures",
+           "summary": tmp / "out" / "summary.json", "plots": tmp / "out" / "plots.csv"}
+    code = cli.main(["aggregate", "--runs", str(runs), "--config", str(cfg),
+                     "--tables", str(out["tables"]), "--figures", str(out["figures"]),
+                     "--summary", str(out["summary"]), "--plots", str(out["plots"])])
+    return code, out
+
+
+#: ckplus accuracies of fake_multifold_runs: fold k -> supervised, gcnet_s1r1, cnn_baseline
+MULTIFOLD = {k: (0.70 + 0.01 * (k % 3), 0.75 + 0.01 * (k % 3) + 0.002 * k,
+                 0.70 + 0.01 * (k % 3) + (0.01 if k % 2 else -0.01)) for k in range(10)}
+
+
+def fake_multifold_runs(root: Path, folds: int = 10) -> None:
+    """CK+ 10-fold runs: gcnet_s1r1 beats supervised in every fold (by 0.05 + 0.002 k);
+    cnn_baseline alternates +-0.01 around supervised (no significant difference).
+    macro_f1 = accuracy - 0.1. n_train 100, n_test 20 (write_run's)."""
+    for k in range(folds):
+        for method, acc in zip(("supervised", "gcnet_s1r1", "cnn_baseline"), MULTIFOLD[k]):
+            write_run(root, "ckplus", method, k, metrics={"accuracy": acc, "macro_f1": acc - 0.1})

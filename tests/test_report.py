@@ -12,44 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fake_tables import CK_CLASSES, VA, run_aggregate, va, write_run
 
-from ferbench import cli
 from ferbench.errors import FerbenchError
 from ferbench.report.published import PAPERS
 from ferbench.report.runs import collect_runs, fill_data_from_config, load_run, scores_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
-CK_CLASSES = ["anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise"]
-VA = ["valence_rmse", "valence_pcc", "valence_ccc", "valence_sagr",
-      "arousal_rmse", "arousal_pcc", "arousal_ccc", "arousal_sagr"]
-
-
-def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *,
-              task: str = "classification", metrics: dict, legacy: dict | None = None,
-              classes: list[str] | None = None, confusion=None, backbone: str = "smallcnn",
-              budget: str = "demo", data: str | None = "synthetic", drop: tuple = (),
-              extra: dict | None = None) -> Path:
-    obj = {"dataset": dataset, "method": method, "fold": fold, "seed": seed, "task": task,
-           "metrics": metrics, "n_train": 100, "n_test": 20, "steps": 50, "wall_s": 1.5,
-           "budget": budget, "backbone": backbone,
-           "extra": {**({"data": data} if data else {}), **(extra or {})}}
-    if task == "classification":
-        classes = classes or CK_CLASSES
-        obj["classes"] = classes
-        obj["confusion"] = confusion if confusion is not None else [
-            [3 if i == j else 0 for j in range(len(classes))] for i in range(len(classes))]
-    if legacy is not None:
-        obj["legacy_metrics"] = legacy
-    for key in drop:
-        obj.pop(key)
-    path = root / dataset / method / f"fold{fold}" / f"seed{seed}" / "metrics.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))   # json writes NaN as NaN, as the engine's json.dumps does
-    return path
-
-
-def va(v: float, a: float) -> dict:
-    return {k: (v if k.startswith("valence") else a) for k in VA}
 
 
 def make_runs(root: Path) -> None:
@@ -79,17 +48,6 @@ def make_runs(root: Path) -> None:
               legacy={k: 2 * v for k, v in m1.items()})
     # afewva, supervised: a single run with no extra.data
     write_run(root, "afewva", "supervised", 0, task="va", metrics=va(0.6, 0.7), data=None)
-
-
-def run_aggregate(tmp: Path, runs: Path, budget: str = "demo") -> tuple[int, dict]:
-    cfg = tmp / "params.yaml"
-    cfg.write_text(f"budget: {budget}\n")
-    out = {"tables": tmp / "out" / "tables", "figures": tmp / "out" / "figures",
-           "summary": tmp / "out" / "summary.json", "plots": tmp / "out" / "plots.csv"}
-    code = cli.main(["aggregate", "--runs", str(runs), "--config", str(cfg),
-                     "--tables", str(out["tables"]), "--figures", str(out["figures"]),
-                     "--summary", str(out["summary"]), "--plots", str(out["plots"])])
-    return code, out
 
 
 @pytest.fixture(scope="module")

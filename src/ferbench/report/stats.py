@@ -61,7 +61,7 @@ def corrected_t_test(diffs, test_train_ratio: float) -> tuple[float, int, float]
     if J < 2 or not math.isfinite(test_train_ratio):
         return math.nan, max(J - 1, 0), math.nan
     var = d.var(ddof=1)
-    if var == 0:
+    if np.allclose(d, d.mean(), rtol=1e-9, atol=1e-12):   # all equal, up to float rounding
         return math.nan, J - 1, math.nan
     t = d.mean() / math.sqrt((1.0 / J + test_train_ratio) * var)
     return float(t), J - 1, float(2 * stats.t.sf(abs(t), J - 1))
