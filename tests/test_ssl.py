@@ -20,8 +20,9 @@ from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
 from ferbench.methods import Batch, TaskInfo, get_method
 from ferbench.methods.ssl_fer import cutmix
+from ferbench.face_regions import crop_patches, face_swap, region_mask
 from ferbench.ssl_losses import (byol_loss, cosine_momentum, enqueue, moco_loss, momentum_update,
-                                 nt_xent, nt_xent_pairs, pair_positives)
+                                 most_similar_negative, nt_xent, nt_xent_pairs, pair_positives)
 
 E = torch.eye(3)
 
@@ -85,6 +86,14 @@ def test_false_negative_is_removed_exactly_and_weighted_as_asked():
     assert torch.allclose(weighted[1:], removed[1:])
     with pytest.raises(ValueError, match="false negative is the row itself or its positive"):
         nt_xent(z, pos, 0.5, false_negative=torch.tensor([3, -1, -1, -1, -1, -1]))
+
+
+def test_most_similar_negative_skips_self_and_positive():
+    f = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.95, 0.05]])
+    pos = torch.tensor([1, 0, 3, 2])
+    # row 0: its positive 1 is the closest but excluded -> 3; row 1 -> 3; row 2 (e1) -> 1; row 3 -> 0
+    assert most_similar_negative(f, pos).tolist() == [3, 3, 1, 0]
+    assert most_similar_negative(f[:2], torch.tensor([1, 0])).tolist() == [-1, -1]
 
 
 def test_byol_moco_and_the_queue():
@@ -297,3 +306,90 @@ def test_short_pretraining_lowers_the_contrastive_loss(tmp_path, one_thread):
     after = loss()
     # same-class clips of other subjects look alike (one bar per class): the loss cannot go far
     assert after < 0.9 * before, (before, after)
+
+
+# -- FaceSwap and MaskFN -------------------------------------------------------------------------
+def test_face_regions_mask_swap_and_patches():
+    mask = region_mask([[0.25, 0.5, 0.25, 0.75]], 16, 16, feather=0.0)
+    assert mask.shape == (1, 1, 16, 16) and mask.sum() == 4 * 8 and mask[0, 0, 4, 4] == 1 and mask[0, 0, 0, 0] == 0
+    soft = region_mask([[0.25, 0.5, 0.25, 0.75]], 16, 16, feather=0.05)
+    assert 0 < soft[0, 0, 3, 8] < 1 and soft[0, 0, 15, 0] < 1e-3
+    base = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    # colour correction: a uniformly darker copy of the base comes back as the base itself
+    assert torch.allclose(face_swap(base, 0.5 * base, torch.ones(1, 1, 16, 16)), base, atol=1e-5)
+    src = torch.zeros_like(base) + 0.3
+    out = face_swap(base, src, mask)
+    assert torch.equal(out[..., mask[0, 0] == 0], base[..., mask[0, 0] == 0])
+    x = torch.arange(16.0).view(1, 1, 1, 16).expand(1, 1, 16, 16)
+    patch = crop_patches(x, [0.0, 1.0, 0.5, 1.0], 8)       # the right half, columns 8..15
+    assert patch.shape == (1, 1, 8, 8) and 8 <= patch.min() and patch.max() <= 15
+
+
+def _constant_batch(m, table, rows):
+    """A pretraining batch whose images are constant per subject (value 40 + 40 * subject code)."""
+    subject = m._subject[rows[:, 0]]
+    images = torch.from_numpy(40 + 40 * subject).to(torch.uint8).view(-1, 1, 1, 1, 1)
+    images = images.expand(len(rows), rows.shape[1], 3, 16, 16).clone()
+    return Batch(positions=rows, images=images, labels=torch.full((len(rows),), -1), va=torch.zeros(len(rows), 2))
+
+
+def test_face_swap_pastes_the_positive_on_another_subject(clips):
+    table, mask, _ = clips
+    m = _method("ssl_fer", {"face_swap": 1.0, "face_swap_feather": 0.0})
+    m.setup(SimpleNamespace(folds=table, subject_mask=mask, fold=0), "pretrain")
+    seq = table["sequence"].to_numpy(object)[m.sampler.anchors]
+    anchors = np.r_[m.sampler.anchors[seq == "A_long"][:4], m.sampler.anchors[seq == "B_mid"][:4]]
+    rows = m.sampler.draw(anchors, torch.Generator().manual_seed(0))
+    batch = _constant_batch(m, table, rows)
+    stripes = torch.tensor([-20, 20] * 8, dtype=torch.int16).view(1, 1, 1, 16)
+    batch.images[:, 1] = (batch.images[:, 1].to(torch.int16) + stripes).to(torch.uint8)  # the expression
+    out = m.swap_positives(batch, torch.Generator().manual_seed(0))
+    assert torch.equal(out[:, 0], batch.images[:, 0])                       # anchors untouched
+    own = batch.images[:, 0, 0, 0, 0]
+    corner = out[:, 1, 0, 0, 0]
+    assert (corner != own).all() and (out[:, 1, :, 0:2, :] == corner.view(-1, 1, 1, 1)).all()
+    # the eyes/nose/mouth region keeps the positive's stripes (colour-corrected to the donor)
+    nose = out[:, 1, 0, 10, 6:10].float()
+    assert (nose[:, 1] - nose[:, 0] > 5).all() and (nose[:, 3] - nose[:, 2] > 5).all()
+
+
+def test_mask_fn_removes_the_most_similar_negative_and_weights_it(clips, monkeypatch):
+    table, mask, _ = clips
+    m = _method("ssl_fer", {"mask_fn": True, "mask_fn_weight": 0.8, "temperature": 0.5})
+    assert not any(p.requires_grad for p in m.mask_encoder.parameters())
+    m.setup(SimpleNamespace(folds=table, subject_mask=mask, fold=0), "pretrain")
+    m.train()
+    assert not m.mask_encoder.training
+    views = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(j)) for j in range(2)]
+    desc = [torch.randn(4, 6, generator=torch.Generator().manual_seed(7 + j)) for j in range(2)]
+    monkeypatch.setattr(m, "part_descriptors", lambda v: desc)
+    batch = Batch(positions=np.zeros((4, 2), np.int64), images=torch.zeros(4, 2, 3, 16, 16, dtype=torch.uint8),
+                  labels=torch.full((4,), -1), va=torch.zeros(4, 2), views=views + views)
+    got = m.pretraining_step(batch)["loss"]
+    z = m.project(torch.cat(views))
+    fn = most_similar_negative(torch.cat(desc), pair_positives(4))
+    assert (fn >= 0).all()
+    expected = nt_xent(z, pair_positives(4), 0.5, false_negative=fn, false_negative_weight=0.8)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert got.item() != pytest.approx(nt_xent(z, pair_positives(4), 0.5).item(), rel=1e-3)
+
+
+def test_cli_pretrain_all_switches_then_fine_tune(tmp_path, one_thread):
+    import json
+
+    from fake_fold import write_config
+    from ferbench import cli
+
+    cache, folds = make_fold_files(tmp_path, size=16, subjects=6, frames=8)
+    config = write_config(tmp_path, size=16, epochs=1, batch_size=8, methods={
+        "ssl_all": {"class": "ssl_fer", "hard_neg": True, "face_swap": 0.8, "mask_fn": True,
+                    "time_offsets": [1, 2], "hard_neg_interval": 4, "backbone_options": {"width": 4},
+                    "proj_hidden_dim": 32, "pretrain": {"epochs": 2}}})
+    common = ["--config", str(config), "--dataset", "fake", "--method", "ssl_all", "--fold", "0",
+              "--seed", "0", "--cache", str(cache), "--folds", str(folds), "--no-progress"]
+    pre, run = tmp_path / "pre", tmp_path / "run"
+    assert cli.main(["pretrain", *common, "--out", str(pre)]) == 0
+    extra = json.loads((pre / "metrics.json").read_text())["extra"]
+    assert extra["usable_clips"] == extra["clips"] == 16
+    assert cli.main(["train", *common, "--out", str(run), "--pretrained", str(pre / "encoder.pt")]) == 0
+    assert "accuracy" in json.loads((run / "metrics.json").read_text())["metrics"]

@@ -144,3 +144,17 @@ def momentum_update(online: nn.Module | Iterable[torch.Tensor], target: nn.Modul
         raise ValueError(f"momentum_update: {len(on)} online and {len(tg)} target parameters")
     for o, t in zip(on, tg):
         t.mul_(tau).add_(o.detach().to(t.dtype), alpha=1 - tau)
+
+
+@torch.no_grad()
+def most_similar_negative(features: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """MaskFN's false negative of each row: the index of the row most similar (cosine) to it
+    among its negatives (every row but itself and its ``positive``); -1 when it has none."""
+    f = F.normalize(features.float(), dim=1)
+    sim = f @ f.t()
+    m = len(f)
+    rows = torch.arange(m, device=f.device)
+    excluded = torch.eye(m, dtype=torch.bool, device=f.device)
+    excluded[rows, positive.to(f.device)] = True
+    best = sim.masked_fill(excluded, float("-inf")).argmax(dim=1)
+    return torch.where(excluded.all(dim=1), torch.full_like(best, -1), best)

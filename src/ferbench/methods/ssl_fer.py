@@ -6,13 +6,22 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
 * ``hard_neg`` (HardNeg): each sample adds a second anchor from the same clip at least
   ``hard_neg_interval`` = 12 frames away, with its own positive, so the same identity is in the
   batch as a negative;
+* ``face_swap`` (FaceSwap, probability 0.8 in the paper): a positive's eyes, brows, nose and
+  mouth are pasted onto the anchor frame of another subject of the batch (feathered mask,
+  colour correction), so the positive keeps the expression but not the identity;
+* ``mask_fn`` (MaskFN): a frozen encoder (``mask_fn_encoder``: an encoder.pt whose backbone is
+  loaded, e.g. a supervised or SimCLR pretraining; null: a frozen *randomly initialised*
+  backbone, a stand-in for the paper's ImageNet ResNet-18) describes each image by its eye and
+  mouth patches (un-augmented); for each row the most similar negative is removed from the
+  negatives and added as a second positive of weight ``mask_fn_weight`` = 0.8;
 * ``cutmix`` (row c, in place of FaceSwap; *inferred*: the paper gives no details): with this
   probability a positive view gets a random rectangle (area ``cutmix_area``) pasted from the
   positive view of another sample of the batch.
 
-Not implemented: FaceSwap and MaskFN (they need landmark-aligned part pasting and a frozen
-eye/mouth patch encoder; the loss for MaskFN is ready: ``ssl_losses.nt_xent``'s
-``false_negative`` / ``false_negative_weight``).
+FaceSwap's parts and MaskFN's patches are canonical boxes of the aligned face crop
+(``face_regions``, see :mod:`ferbench.face_regions`): the face cache keeps no landmark points,
+so the authors' landmark hulls and Procrustes alignment are approximated by the alignment the
+cache already has.
 
 The offsets and interval are in frames of the authors' VoxCeleb frames (25/6 fps); for the
 benchmark's short synthetic clips scale them down (params.yaml does). Clip frames are in time
@@ -27,14 +36,20 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from ferbench.augment import Augmenter
 from ferbench.clip_sampling import ClipSampler
 from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
+from ferbench.face_regions import DEFAULT_REGIONS, check_box, crop_patches, face_swap, region_mask
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.simclr import SimCLR
+from ferbench.models import build_backbone
+from ferbench.ssl_losses import most_similar_negative, nt_xent_pairs, pair_positives
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +63,12 @@ class SSLFER(SimCLR):
         "hard_neg_interval": 12,       # HardNeg: min frames between the two anchors of a clip
         "cutmix": 0.0,                 # probability of CutMix on a positive view (row c: 0.8, inferred)
         "cutmix_area": [0.2, 0.5],     # area fraction of the pasted rectangle (inferred)
+        "face_swap": 0.0,              # probability of FaceSwap on a positive (paper: 0.8 when on)
+        "face_swap_feather": 0.03,     # mask feathering: Gaussian sigma / crop size (inferred)
+        "mask_fn": False,
+        "mask_fn_weight": 0.8,         # weight of the false negative as a second positive
+        "mask_fn_encoder": None,       # encoder.pt of the frozen patch encoder (null: random init)
+        "face_regions": {},            # overrides of face_regions.DEFAULT_REGIONS ([y0, y1, x0, x1])
     }
 
     def __init__(self, settings: Any, task: TaskInfo) -> None:
@@ -67,7 +88,48 @@ class SSLFER(SimCLR):
         lo, hi = (float(v) for v in hp["cutmix_area"])
         if not 0.0 < lo <= hi < 1.0:
             raise FerbenchError(f"{where}.cutmix_area: need 0 < low <= high < 1, got {hp['cutmix_area']!r}")
+        for key in ("face_swap", "face_swap_feather"):
+            if not 0.0 <= float(hp[key]) <= 1.0:
+                raise FerbenchError(f"{where}.{key}: must be in [0, 1], got {hp[key]!r}")
+        if not float(hp["mask_fn_weight"]) >= 0:
+            raise FerbenchError(f"{where}.mask_fn_weight: must be >= 0, got {hp['mask_fn_weight']!r}")
+        unknown = sorted(set(hp["face_regions"] or {}) - set(DEFAULT_REGIONS))
+        if unknown:
+            raise FerbenchError(f"{where}.face_regions: unknown region {unknown[0]!r} "
+                                f"(known: {', '.join(DEFAULT_REGIONS)})")
+        self.regions = {**DEFAULT_REGIONS, **dict(hp["face_regions"] or {})}
+        for name, box in self.regions.items():
+            try:
+                check_box(box)
+            except (ValueError, TypeError) as err:
+                raise FerbenchError(f"{where}.face_regions.{name}: {err}") from None
+        self.mask_encoder: nn.Module | None = None
+        if hp["mask_fn"]:
+            self.mask_encoder = self.frozen_patch_encoder(task)
         self.sampler: ClipSampler | None = None
+        self._subject = np.zeros(0, dtype=np.int64)
+
+    def frozen_patch_encoder(self, task: TaskInfo) -> nn.Module:
+        """MaskFN's frozen descriptor network: the budget's backbone, loaded from
+        ``mask_fn_encoder`` (an encoder.pt with backbone.* weights) or randomly initialised."""
+        encoder, _ = build_backbone(self.schedule["backbone"], self.in_channels, task.image_size,
+                                    **dict(self.hp["backbone_options"] or {}))
+        path = self.hp["mask_fn_encoder"]
+        if path:
+            where = f"methods.{self.run_name}.mask_fn_encoder"
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)["state"]
+                encoder.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
+                                         if k.startswith("backbone.")})
+            except (OSError, KeyError, RuntimeError) as err:
+                raise FerbenchError(f"{where}: cannot load a backbone from {path} ({err})") from None
+        return encoder.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "SSLFER":
+        super().train(mode)
+        if self.mask_encoder is not None:
+            self.mask_encoder.eval()     # frozen: its BN statistics stay as loaded
+        return self
 
     # -- data --------------------------------------------------------------------------------
     def setup_pretraining(self, data: Any) -> None:
@@ -77,6 +139,7 @@ class SSLFER(SimCLR):
             raise FerbenchError(f"{where}: no clips among the training subjects; pretrain on a sequence "
                                 f"dataset with methods.{self.run_name}.pretrain_dataset (e.g. ckplus)")
         lo, hi = self.hp["time_offsets"]
+        self._subject = pd.factorize(data.folds["subject"].astype(str))[0].astype(np.int64)
         self.sampler = ClipSampler(table, time_aug=bool(self.hp["time_aug"]), hard_neg=bool(self.hp["hard_neg"]),
                                    min_offset=int(lo), max_offset=int(hi),
                                    interval=int(self.hp["hard_neg_interval"]), where=where)
@@ -100,13 +163,65 @@ class SSLFER(SimCLR):
 
     # -- views ---------------------------------------------------------------------------------
     def transform(self, batch: Batch, augmenter: Augmenter, train: bool) -> list[torch.Tensor]:
+        """Pretraining: FaceSwap on the raw positives, the augmented views (CutMix on the
+        positives), then with MaskFN the un-augmented views appended for the patch descriptors."""
+        pretraining = self.stage == "pretrain"
+        if pretraining and train and float(self.hp["face_swap"]) > 0:
+            batch.images = self.swap_positives(batch, augmenter.generator)
         views = super().transform(batch, augmenter, train)
         p = float(self.hp["cutmix"])
-        if not (train and self.stage == "pretrain" and p > 0):
-            return views
-        for j in range(1, len(views), 2):      # the positives: columns 1 (and 3 with HardNeg)
-            views[j] = cutmix(views[j], p, tuple(float(v) for v in self.hp["cutmix_area"]), augmenter.generator)
+        if pretraining and train and p > 0:
+            for j in range(1, len(views), 2):      # the positives: columns 1 (and 3 with HardNeg)
+                views[j] = cutmix(views[j], p, tuple(float(v) for v in self.hp["cutmix_area"]),
+                                  augmenter.generator)
+        if pretraining and self.mask_encoder is not None:
+            b, k = batch.images.shape[:2]
+            clean = augmenter(batch.images.flatten(0, 1), train=False)
+            views += list(clean.view(b, k, *clean.shape[1:]).unbind(1))
         return views
+
+    def swap_positives(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        """uint8 [B, k, C, S, S] with each positive column's images, with probability
+        ``face_swap``, pasted onto the anchor frame of a random sample of another subject (of
+        any other sample when the batch has one subject only)."""
+        images = batch.images
+        b, s = images.shape[0], images.shape[-1]
+        if b < 2:
+            return images
+        subject = torch.from_numpy(self._subject[batch.positions[:, 0]])
+        score = torch.rand(b, b, generator=generator)
+        other = ~torch.eye(b, dtype=torch.bool)
+        score = torch.where(other, score, torch.full_like(score, -2.0))
+        score = score - 1.0 * (subject[:, None] == subject[None, :]).float()   # other subjects first
+        donor = score.argmax(dim=1).to(images.device)
+        mask = region_mask([self.regions["eyes_brows"], self.regions["nose_mouth"]], s, s,
+                           float(self.hp["face_swap_feather"]), device=images.device)
+        base = images[donor, 0].float() / 255
+        out = images.clone()
+        for j in range(1, images.shape[1], 2):
+            apply = (torch.rand(b, generator=generator) < float(self.hp["face_swap"])).to(images.device)
+            swapped = face_swap(base, images[:, j].float() / 255, mask)
+            swapped = (swapped * 255).round().clamp(0, 255).to(torch.uint8)
+            out[:, j] = torch.where(apply.view(-1, 1, 1, 1), swapped, images[:, j])
+        return out
+
+    @torch.no_grad()
+    def part_descriptors(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
+        """MaskFN: [eye features, mouth features] (each L2-normalised) of each view, frozen encoder."""
+        x, size = torch.cat(views), views[0].shape[-1]
+        parts = [F.normalize(self.mask_encoder(crop_patches(x, self.regions[name], size)).float(), dim=1)
+                 for name in ("eyes", "mouth")]
+        return list(torch.cat(parts, dim=1).chunk(len(views)))
+
+    def pretraining_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
+        if self.mask_encoder is None:
+            return super().pretraining_step(batch, optimizers)
+        k = len(batch.views) // 2
+        left, right = self.contrastive_pairs(self.project_views(batch.views[:k]))
+        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:]))
+        fn = most_similar_negative(torch.cat([d_left, d_right]), pair_positives(len(d_left)))
+        loss = nt_xent_pairs(left, right, float(self.hp["temperature"]), fn, float(self.hp["mask_fn_weight"]))
+        return {"loss": loss}
 
     def extra_metrics(self) -> dict[str, Any]:
         if self.sampler is None:
