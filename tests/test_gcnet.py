@@ -77,6 +77,8 @@ def write_sequences(root: Path, *, size: int = 16, subjects: int = 8, frames: in
     cache = root / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     np.save(cache / f"faces_{size}.npy", np.stack(images))
+    table[["sample_id", "cache_row"]].to_parquet(cache / "samples.parquet", index=False)
+    (cache / "report.json").write_text("{}")  # the completion marker load_fold requires
     table.to_parquet(root / "folds.parquet", index=False)
     (root / "folds.json").write_text(json.dumps({"dataset": "fake", "kind": "kfold", "n_folds": n_folds,
                                                  "classes": list(CLASSES), "task": "classification"}))

@@ -277,13 +277,18 @@ def test_folds_verb_writes_parquet_and_json(ck, tmp_path):
     samples.to_parquet(cache / "samples.parquet", index=False)
     out = cache / "folds.parquet"
     args = argparse.Namespace(dataset="ckplus", cache=str(cache), out=str(out), protocol="classes=8", fold_file=None)
+    with pytest.raises(FerbenchError, match="incomplete cache"):  # no completion marker yet
+        protocols.main(args)
+    (cache / "report.json").write_text("{}")  # a complete cache (one without fingerprints)
     assert protocols.main(args) == 0
     folds_df, meta = protocols.load_folds(out)
     assert list(folds_df.columns) == list(protocols.FOLD_COLUMNS)
     assert (folds_df["cache_row"].to_numpy() == samples["cache_row"].to_numpy()).all()
     assert folds_df["cache_row"].dtype == np.int64 and folds_df["label"].dtype == np.int64
     saved = json.loads((cache / "folds.json").read_text())
-    assert set(saved) == {"dataset", "kind", "n_folds", "classes", "task", "protocol", "counts"}
+    assert set(saved) == {"dataset", "kind", "n_folds", "classes", "task", "protocol", "counts",
+                          "source", "fingerprint"}
+    assert saved["source"]["samples"] == str(cache / "samples.parquet")
     assert saved["classes"][0] == "neutral" and saved["protocol"]["classes"] == 8
     assert sorted(saved["counts"], key=int) == [str(k) for k in range(10)]
     assert set(saved["counts"]["0"]) == {"train", "val", "test"}

@@ -2,7 +2,8 @@
 
 Each verb parses its arguments here and hands them to the module that owns the work, so the
 interface is in one place and the modules stay importable without the command line.
-Any FerbenchError becomes one line on stderr and exit status 2.
+Any FerbenchError, and a read-only folder or a full disk, becomes one line on stderr and exit
+status 2; SIGTERM (scancel) unwinds like an error (temporary files removed), exit status 143.
 """
 
 from __future__ import annotations
@@ -109,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", help="also write every row to this CSV file")
     p.set_defaults(func=_lazy("ferbench.report.compare:main"))
 
+    p = verbs.add_parser("doctor", help="verify the fingerprints and completion markers of caches and results")
+    p.add_argument("paths", nargs="+", metavar="CACHE_OR_RESULTS_DIR")
+    p.set_defaults(func=_lazy("ferbench.doctor:main"))
+
     p = verbs.add_parser("validate-config", help="check params.yaml against its schema")
     p.add_argument("config")
     p.set_defaults(func=_lazy("ferbench.config:main"))
@@ -117,11 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ferbench import io
+
     try:
-        return int(args.func(args) or 0)
+        with io.signals_as_errors():
+            return int(args.func(args) or 0)
     except FerbenchError as err:
         print(f"ferbench {args.verb}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        disk = io.disk_error(err.filename or "?", err)
+        if disk is None:
+            raise
+        print(f"ferbench {args.verb}: error: {disk}", file=sys.stderr)
+        return 2
+    except io.Terminated as err:
+        print(f"ferbench {args.verb}: {err}; temporary files removed", file=sys.stderr)
+        return 128 + err.signum
     except KeyboardInterrupt:
         return 130
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import protocols
+from ferbench import protocols, provenance
 from ferbench.errors import FerbenchError
 
 
@@ -211,6 +211,9 @@ def load_fold(cache: str | Path, folds_path: str | Path, fold: int, image_size: 
               dataset: str | None = None, need_labels: bool = True) -> FoldData:
     """Open the cache and the folds file, check them against each other, select the fold.
 
+    The cache must be complete (report.json) and the folds table built from its sample table
+    (ferbench.provenance: recorded fingerprints, and every row's sample id at its cache row).
+
     ``need_labels=False`` (pretraining): a fold without protocol samples is allowed, since
     pretraining reads frames through ``subject_mask`` only (e.g. an unlabelled sequence set)."""
     folds_path = Path(folds_path)
@@ -232,11 +235,13 @@ def load_fold(cache: str | Path, folds_path: str | Path, fold: int, image_size: 
             raise FerbenchError(f"{meta_path}: missing key {key!r}")
     if dataset is not None and meta.get("dataset") not in (None, dataset):
         raise FerbenchError(f"{meta_path}: folds of dataset {meta['dataset']!r}, not {dataset!r}")
+    provenance.read_report(cache)  # the completion marker: a killed prepare leaves none
     images = open_images(cache, image_size)
     cache_row = folds["cache_row"].to_numpy(np.int64)
     if len(cache_row) and (cache_row.min() < 0 or cache_row.max() >= len(images)):
         raise FerbenchError(f"{folds_path}: cache_row out of range for {Path(cache) / f'faces_{image_size}.npy'} "
                             f"({len(images)} rows)")
+    provenance.check_folds_source(cache, folds_path, meta, folds, len(images))
     mask = protocols.training_subject_mask(folds, meta, fold)  # fold range errors name the fold
     try:
         indices = protocols.fold_indices(folds, meta, fold)  # so do empty train/test sets

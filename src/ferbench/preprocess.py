@@ -24,8 +24,13 @@ holds the GIL; below PROCESS_MIN_ROWS images, in this process); container reader
 crop on N threads. Results are written in table order, so the output does not depend on N.
 
 Every file is first written under a temporary name and renamed at the end (ferbench.io), so a
-failure leaves no partial file. report.json is the completion marker: an older cache loses it
-before the work starts and the new one is renamed into place last. Unreadable images are counted
+failure leaves no partial file; the temporary files a SIGKILL left are removed when prepare starts
+again, and free space is checked before the face arrays are sized (a memory map over a full disk
+would die of SIGBUS). report.json is the completion marker: an older cache loses it before the
+work starts and the new one is renamed into place last; consumers refuse a cache without it.
+report.json records fingerprints (ferbench.provenance): ``samples_fingerprint`` of the cached
+sample table, ``settings`` (dataset, sizes, channels, margin, crop_per, precropped) and
+``fingerprint`` of both. Unreadable images are counted
 under skipped "unreadable image" and left out of samples.parquet; with --strict the first one
 is an error naming the file.
 """
@@ -36,6 +41,7 @@ import argparse
 import collections
 import contextlib
 import os
+import re
 import sys
 import threading
 from io import BytesIO
@@ -49,7 +55,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ferbench import io
+from ferbench import io, provenance
 from ferbench.datasets import get_reader
 from ferbench.datasets.base import Reader, ReadResult
 from ferbench.errors import FerbenchError
@@ -400,6 +406,7 @@ def _shrink_npy(path: Path, rows: int) -> None:
             return
     src = np.load(path, mmap_mode="r")
     tmp = path.with_name(path.name + ".shrink")
+    io.require_space(path.parent, rows * int(np.prod(src.shape[1:], dtype=np.int64)), f"{path.name} cut to {rows} rows")
     try:
         dst = fmt.open_memmap(tmp, mode="w+", dtype=src.dtype, shape=(rows,) + src.shape[1:])
         for start in range(0, rows, 4096):
@@ -444,10 +451,8 @@ def prepare_cache(
         raise FerbenchError(f"{root}: the {name} reader found no samples")
     if crop_per not in ("auto", "frame", "sequence"):
         raise FerbenchError(f"--crop-per must be auto, frame or sequence, got {crop_per!r}")
-    if crop_per == "sequence" or (crop_per == "auto" and getattr(reader, "fixed_camera", False)):
-        crop_table = sequence_boxes(table)
-    else:
-        crop_table = table
+    per_sequence = crop_per == "sequence" or (crop_per == "auto" and getattr(reader, "fixed_camera", False))
+    crop_table = sequence_boxes(table) if per_sequence else table
 
     spec = {
         "sizes": sizes, "channels": channels, "margin": float(margin),
@@ -460,9 +465,14 @@ def prepare_cache(
 
     # Report last: a cache is complete when report.json exists, so drop the old one first.
     report_path = out / "report.json"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise (io.disk_error(out, err) or err) from None
+    io.remove_temporaries(out, _is_cache_file)  # what a killed run left
     with contextlib.suppress(FileNotFoundError):
         report_path.unlink()
+    io.require_space(out, sum(n * channels * s * s + 4096 for s in sizes), f"{n} faces at {sizes} px")
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # parallelism comes from our pool, within the job's --threads
     try:
@@ -504,6 +514,12 @@ def prepare_cache(
             samples = table[kept].reset_index(drop=True)
             samples["cache_row"] = np.arange(row, dtype=np.int64)
             io.write_parquet(samples_tmp, samples)
+            settings = {"dataset": name, "sizes": sizes, "channels": channels, "margin": float(margin),
+                        "crop_per": "sequence" if per_sequence else "frame",
+                        "precropped": bool(result.precropped)}
+            # from the file as written: what every later reader of samples.parquet recomputes
+            samples_fp = provenance.samples_fingerprint(pd.read_parquet(
+                samples_tmp, columns=[c for c in provenance.SAMPLE_COLUMNS if c in samples.columns]))
             report = {
                 "dataset": name,
                 "variant": result.variant,
@@ -513,12 +529,19 @@ def prepare_cache(
                 "channels": channels,
                 "margin": float(margin),
                 "crop": {m: int(crops.get(m, 0)) for m in CROP_METHODS},
+                "settings": settings,
+                "samples_fingerprint": samples_fp,
+                "fingerprint": provenance.cache_fingerprint(samples_fp, settings),
             }
             io.write_json(report_tmp, report)
         _remove_stale_sizes(out, sizes)
     finally:
         cv2.setNumThreads(cv_threads)
     return report
+
+
+def _is_cache_file(name: str) -> bool:
+    return name in ("report.json", "samples.parquet") or re.fullmatch(r"faces_\d+\.npy", name) is not None
 
 
 def _remove_stale_sizes(out: Path, sizes: Sequence[int]) -> None:

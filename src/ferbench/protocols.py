@@ -20,7 +20,12 @@ Fold rules
 A subject is *labelled* when any of its rows has a label for the task (an emotion for
 classification, finite valence and arousal for va), whatever the class set: switching 7 <-> 6
 classes keeps the folds. Subjects without labels get fold -1 (never tested; sequence methods
-may still train on them). A fold file (CSV ``subject,fold``, 0-based folds) replaces either rule.
+may still train on them). A fold file (CSV ``subject,fold``, 0-based folds) replaces either rule;
+it must list every labelled subject and no subject the data does not have.
+
+The ``folds`` verb reads a complete cache only (report.json present) and records in folds.json
+what it was built from (``source``: the samples.parquet and its fingerprint) and the folds
+table's own ``fingerprint`` (ferbench.provenance); training refuses a mismatch.
 
 Class index = position in :func:`class_list`, which keeps the canonical order of
 ``base.EMOTIONS`` (neutral, anger, contempt, disgust, fear, happiness, sadness, surprise).
@@ -43,7 +48,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from ferbench import io
+from ferbench import io, provenance
 from ferbench.datasets import dataset_facts
 from ferbench.datasets.base import EMOTIONS
 from ferbench.errors import FerbenchError
@@ -320,6 +325,10 @@ def assign_folds(
             )
         if fold_file:
             given = read_fold_file(fold_file)
+            known = {str(s) for s in table["subject"].dropna()}
+            for subject in sorted(given):
+                if subject not in known:
+                    raise FerbenchError(f"{fold_file}: subject {subject} is not in the {dataset} data")
             for subject in subjects:
                 if subject not in given:
                     raise FerbenchError(f"{fold_file}: subject {subject} is missing from the fold file")
@@ -425,13 +434,21 @@ def main(args: argparse.Namespace) -> int:
     samples_path = cache / "samples.parquet"
     if not samples_path.is_file():
         raise FerbenchError(f"{samples_path}: no cached sample table (run `ferbench prepare` first)")
+    report = provenance.read_report(cache)  # no marker: prepare did not finish
     table = pd.read_parquet(samples_path)
+    samples_fp = provenance.samples_fingerprint(table)
+    if report.get("samples_fingerprint") not in (None, samples_fp):
+        raise FerbenchError(f"{samples_path} does not match {cache / provenance.MARKER} (another "
+                            f"cache's sample table); rerun `ferbench prepare`")
     held = set(table["dataset"].dropna()) if "dataset" in table else set()
     if held and held != {args.dataset}:
         raise FerbenchError(f"{samples_path}: cache holds {', '.join(sorted(held))}, not {args.dataset}")
     protocol = parse_protocol_arg(getattr(args, "protocol", None), args.dataset)
     folds_df, meta = assign_folds(table, args.dataset, protocol, getattr(args, "fold_file", None))
     out = Path(args.out)
+    meta["source"] = {"samples": str(samples_path), "samples_fingerprint": samples_fp,
+                      "cache_fingerprint": report.get("fingerprint")}
+    meta["fingerprint"] = provenance.folds_fingerprint(folds_df)
     io.write_parquet(out, folds_df)
     io.write_json(out.with_suffix(".json"), meta)
     n = int(folds_df["protocol_sample"].sum())
