@@ -39,16 +39,18 @@ Learning-FER, src/main.py, models.py, utils.py) gives the numbers. What differs 
   within the margin of hard-group ones; ``legacy`` is the code's -mean D(E(x_weak)), an
   unbounded WGAN-style term. Weight ``lambda_adv`` 0.1 (the code's factor).
 * **Passes**: (1) one encoder forward of the whole batch; (2) the critic step on its detached
-  map; (3) one encoder + head step on L_AV + lambda_adv L_adv. Deviation: the code takes two
-  encoder steps per iteration (L_AV, then the adversarial term) and runs the encoder three
-  times (the batch, then each group separately, so BN sees each group alone); one forward and
-  one step on the summed loss cost a third of that and keep BN statistics of whole batches.
+  map; (3) one encoder + head step on L_AV + lambda_adv L_adv. Deviation: the code steps the
+  encoder twice per iteration (L_AV first, then the critic, then the adversarial term) and runs
+  it four times (the batch; each group for the critic; the weak group again for the
+  adversarial term, so BN sees each group alone); one forward and one step on the summed loss
+  cost a quarter of the encoder forwards and keep BN statistics of whole batches.
 * **Optimisers**: three named Adams ``encoder``, ``head``, ``critic`` at the stage's lr with
   betas ``adam_betas`` (0.5, 0.9), each decayed x``lr_gamma`` (0.9) every ``lr_step`` (5000)
   iterations (StepLR; a schedule's own ``lr_schedule`` other than constant replaces it). The
   paper budget's lr is the code's 1e-4; params.yaml turns weight decay off, as in the code.
-* **Head**: the baseline's linear tanh head on the backbone's vector (the code's AlexNet
-  regressor, 9216 -> 64 -> 8 -> 2 without tanh, is the ``alexnet_reduced`` pool + this head).
+* **Head**: the baseline's linear tanh head on the backbone's vector. Deviation: the code's
+  AlexNet regressor (avg-pool, 9216 -> 64 -> 8 -> 2, no tanh) becomes the backbone's own
+  pooling part (``alexnet_reduced``: 9216 -> 32) + this head, as for every other method.
 * **Bad batches**: fewer than 2 samples per group after equalising, or non-finite critic
   outputs (NaN/inf features of a grouped sample, or a critic overflow), skip the critic step and
   the adversarial term (the batch still trains L_AV: a NaN there is the engine's to stop); the logged
@@ -111,7 +113,9 @@ class CAF(Supervised):
                 raise FerbenchError(f"{where}.{key}: {hp[key]!r} (choose from {', '.join(choices)})")
         if not isinstance(hp["adaptive_margin"], bool):
             raise FerbenchError(f"{where}.adaptive_margin: must be true or false")
-        for key in ("margin_c", "margin_k", "lr_step", "otsu_bins", "critic_pool", "critic_dim"):
+        if len(hp["adam_betas"]) != 2 or int(hp["otsu_bins"]) < 2:
+            raise FerbenchError(f"{where}: adam_betas needs two values and otsu_bins at least 2")
+        for key in ("margin_c", "margin_k", "lr_step", "critic_pool", "critic_dim"):
             if not float(hp[key]) > 0:
                 raise FerbenchError(f"{where}.{key}: must be > 0, got {hp[key]!r}")
         for key in ("margin", "mi_max", "rho", "lambda_adv", "lr_gamma", "critic_dropout"):
