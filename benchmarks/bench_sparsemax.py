@@ -1,0 +1,153 @@
+"""AVCE's costs, measured in one run.
+
+sparsemax: the closed form (``ferbench.losses.sparsemax``, sort-based, one batched call) against
+           the authors' approach, a convex solver called per sample through CVXPY (the problem
+           compiled once with a parameter, so only the solves are timed), on a 256 x 32 batch:
+           per-batch time of each, their ratio (target >= 5000x) and the largest difference.
+training:  images/s of one training step (forward, backward, optimiser steps; batches already
+           augmented and on the device) for the supervised baseline, AVCE without L_dis (one
+           pass) and AVCE (two passes), same backbone and batch size; the ratios to the
+           baseline, and the share of AVCE's step the second pass takes. Timed alternately
+           ``--repeats`` times, medians compared.
+
+    python benchmarks/bench_sparsemax.py --device cpu --backbone smallcnn --image-size 48
+    python benchmarks/bench_sparsemax.py --device cuda --backbone resnet18 --image-size 112 --batch-size 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from ferbench.losses import sparsemax
+from ferbench.methods import TaskInfo, get_method
+from ferbench.methods.base import Batch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_sparsemax(args: argparse.Namespace) -> dict:
+    import cvxpy as cp
+
+    rng = np.random.default_rng(0)
+    z_np = rng.normal(scale=2.0, size=(args.rows, args.dim))
+    z = torch.from_numpy(z_np).float().to(args.device_obj)
+    times = []
+    for _ in range(args.closed_repeats):
+        sync(args.device_obj)
+        t0 = time.perf_counter()
+        out = sparsemax(z)
+        sync(args.device_obj)
+        times.append(time.perf_counter() - t0)
+    closed = statistics.median(times[len(times) // 10:])   # warm-up excluded
+
+    p, zp = cp.Variable(args.dim), cp.Parameter(args.dim)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(p - zp)), [p >= 0, cp.sum(p) == 1])
+    solver = args.solver if args.solver in cp.installed_solvers() else cp.CLARABEL
+    zp.value = z_np[0]
+    problem.solve(solver=solver)   # compile once
+    solved = np.empty_like(z_np)
+    t0 = time.perf_counter()
+    for i, row in enumerate(z_np):
+        zp.value = row
+        problem.solve(solver=solver)
+        solved[i] = p.value
+    solver_s = time.perf_counter() - t0
+    return {"batch": [args.rows, args.dim], "device": str(args.device_obj), "solver": solver,
+            "closed_form_ms": closed * 1e3, "solver_ms": solver_s * 1e3, "ratio": solver_s / closed,
+            # float64 closed form: what is left is the solver's tolerance
+            "max_abs_diff": float(np.abs(sparsemax(torch.from_numpy(z_np)).numpy() - solved).max()),
+            "float32_sum_error": float((out.double().sum(1) - 1).abs().max())}
+
+
+def build(name: str, hp: dict, args: argparse.Namespace):
+    settings = {"method_name": name, "method": hp,
+                "train": {"backbone": args.backbone, "image_size": args.image_size, "lr": 1e-4,
+                          "batch_size": args.batch_size, "optimizer": "adam", "weight_decay": 0.0}}
+    torch.manual_seed(0)
+    method = get_method(name)(settings, TaskInfo("va", (), args.image_size)).to(args.device_obj)
+    if args.device_obj.type == "cuda":
+        method.to(memory_format=torch.channels_last)
+        method.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    optimizers, _ = method.configure_optimizers()
+    return method, optimizers
+
+
+def train_step(method, optimizers, batch: Batch) -> None:
+    if method.manual_optimization:
+        method.training_step(batch, optimizers)
+        return
+    with method.autocast():
+        loss = method.training_step(batch)["loss"]
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers.values():
+        opt.step()
+
+
+def bench_training(args: argparse.Namespace) -> dict:
+    device, b, s = args.device_obj, args.batch_size, args.image_size
+    g = torch.Generator().manual_seed(0)
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    batches = [Batch(positions=np.zeros((b, 1), np.int64), images=torch.zeros(0, dtype=torch.uint8),
+                     labels=torch.full((b,), -1, device=device),
+                     va=(torch.rand(b, 2, generator=g) * 2 - 1).to(device),
+                     views=[torch.randn(b, 3, s, s, generator=g).to(device).contiguous(memory_format=fmt)])
+               for _ in range(4)]
+    runs = {"supervised": build("supervised", {}, args), "avce_no_dis": build("avce", {"dis": False}, args),
+            "avce": build("avce", {}, args)}
+    speed: dict[str, list[float]] = {k: [] for k in runs}
+    for rep in range(args.repeats + 1):
+        for name, (method, optimizers) in runs.items():
+            method.train()
+            sync(device)
+            t0 = time.perf_counter()
+            for i in range(args.steps):
+                train_step(method, optimizers, batches[i % len(batches)])
+            sync(device)
+            if rep:   # the first round warms up
+                speed[name].append(args.steps * b / (time.perf_counter() - t0))
+    med = {k: statistics.median(v) for k, v in speed.items()}
+    return {"backbone": args.backbone, "image_size": s, "batch_size": b, "device": str(device),
+            "images_per_s": med,
+            "avce_vs_supervised": med["avce"] / med["supervised"],
+            "avce_no_dis_vs_supervised": med["avce_no_dis"] / med["supervised"],
+            # step time = 1 / speed: the share of AVCE's step that L_dis's second pass takes
+            "second_pass_share": 1 - med["avce"] / med["avce_no_dis"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--solver", default="ECOS", help="CVXPY solver (the authors': ECOS; CLARABEL if absent)")
+    ap.add_argument("--closed-repeats", type=int, default=200)
+    ap.add_argument("--backbone", default="smallcnn")
+    ap.add_argument("--image-size", type=int, default=48)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--skip-training", action="store_true")
+    args = ap.parse_args()
+    args.device_obj = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = {"sparsemax": bench_sparsemax(args)}
+    if not args.skip_training:
+        result["training"] = bench_training(args)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
