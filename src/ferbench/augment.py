@@ -23,6 +23,8 @@ from ferbench.errors import FerbenchError
 
 #: ITU-R BT.601 luma weights, as PIL's "L" conversion uses.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
+#: smallest standard deviation per-image standardisation divides by ([0, 1] grey levels)
+STANDARDIZE_EPS = 1.0 / 255
 
 
 @dataclasses.dataclass
@@ -35,6 +37,8 @@ class AugmentConfig:
     contrast: float = 0.2                  # factor drawn from [1 - c, 1 + c]
     mean: float = 0.5                      # normalisation: (x - mean) / std, per channel alike
     std: float = 0.5
+    standardize: bool = False              # instead: each image to mean 0, std 1 (its own
+                                           # statistics), which evens out lighting and exposure
     enabled: bool = True
 
     @classmethod
@@ -136,6 +140,11 @@ class Augmenter:
         raise FerbenchError(f"cannot convert {have}-channel images to {self.channels} channels")
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.standardize:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
+            # a flat image (std 0) becomes all zeros instead of NaN
+            return (x - mean) / std.clamp_min(STANDARDIZE_EPS)
         return (x - self.config.mean) / self.config.std
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:

@@ -18,6 +18,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "pa
 TRAIN_KEYS = (
     "backbone", "image_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "checkpoint_every", "eval_batch_size",
+    # optional recipe keys (absent: off)
+    "backbone_weights", "lr_schedule", "label_smoothing", "class_weighting", "augmentation", "tta",
 )
 
 

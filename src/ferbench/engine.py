@@ -63,6 +63,11 @@ from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
 
+#: test-time augmentation options (schedule key ``tta``)
+TTA = ("none", "flip")
+#: on the CPU, subnormal floats in the weights and optimiser state are zeroed this often
+#: (steps), at the same steps in a resumed run as in an uninterrupted one
+FLUSH_DENORMALS_EVERY = 25
 #: training losses are averaged on the device and read back every LOG_EVERY steps (and at
 #: each epoch's end, where validation runs)
 LOG_EVERY = 10
@@ -103,6 +108,25 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
     with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
         torch.set_num_interop_threads(max(1, int(threads)))
+    # flushes denormals in this thread only; the intra-op worker threads keep their own flag,
+    # which is why flush_denormals() also zeroes them in the weights and optimiser state
+    torch.set_flush_denormal(True)
+
+
+@torch.no_grad()
+def flush_denormals(method: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Zero every subnormal float in the parameters, buffers and optimiser state. On x86 CPUs
+    arithmetic on subnormals is ~10-100x slower, and weights and Adam moments that decay toward
+    zero end up there in long runs: a training step slowed about tenfold. Zero is within
+    2^-126 of the value, far below any learning rate's resolution, so results do not move."""
+    tensors = [t for t in (*method.parameters(), *method.buffers()) if t.is_floating_point()]
+    for opt in optimizers.values():
+        for state in opt.state.values():
+            tensors.extend(v for v in state.values() if torch.is_tensor(v) and v.is_floating_point()
+                           and v.dim() > 0)
+    for t in tensors:
+        if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64):
+            t.masked_fill_(t.abs() < torch.finfo(t.dtype).tiny, 0.0)
 
 
 def seed_everything(seed: int) -> None:
@@ -364,6 +388,8 @@ class Trainer:
                         self.method.on_step_end(self.step + 1)
                         self.accumulate(out)
                         self.step += 1
+                        if not self.cuda and self.step % FLUSH_DENORMALS_EVERY == 0:
+                            flush_denormals(self.method, self.optimizers)
                         self.index += 1
                         self.images_seen += len(batch)
                         epoch_end = self.index == len(self.batches)
@@ -406,19 +432,27 @@ class Trainer:
 # -- evaluation -------------------------------------------------------------------------------
 @torch.inference_mode()
 def predict(trainer: Trainer, positions: np.ndarray) -> np.ndarray:
-    """Method outputs (float32 numpy) for ``positions``, in order, without augmentation."""
+    """Method outputs (float32 numpy) for ``positions``, in order, without augmentation; with
+    the schedule's ``tta: flip`` the mean of the outputs for each image and its mirror image
+    (logits for classification)."""
     method = trainer.method
     was_training = method.training
     method.eval()
     bs = int(trainer.schedule.get("eval_batch_size") or trainer.schedule["batch_size"])
     chunks = [positions[i:i + bs, None] for i in range(0, len(positions), bs)]
+    tta = trainer.schedule.get("tta", "none")
+    if tta not in TTA:
+        raise FerbenchError(f"tta: {tta!r} (choose from {', '.join(TTA)})")
     outs = []
     try:
         with Prefetcher(trainer.data, chunks, pin=trainer.cuda) as feed:
             for host in feed:
                 batch = trainer.prepare(host, train=False)
                 with trainer.autocast():
-                    outs.append(method.predict(batch.x).float())
+                    out = method.predict(batch.x).float()
+                    if tta == "flip":  # faces are near-symmetric: average with the mirror image
+                        out = (out + method.predict(batch.x.flip(-1)).float()) / 2
+                outs.append(out)
     finally:
         method.train(was_training)
     return torch.cat(outs).cpu().numpy()

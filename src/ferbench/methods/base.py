@@ -107,6 +107,8 @@ class TaskInfo:
 
 #: optimiser names ``make_optimizer`` knows
 OPTIMIZERS = ("adam", "adamw", "sgd", "nesterov")
+#: learning-rate policies the default ``lr_schedulers`` knows
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 @dataclasses.dataclass
@@ -242,11 +244,13 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return int(self.hp["channels"])
 
     def augment_config(self) -> AugmentConfig:
-        """Augmentation for the current stage: ``augment``, then ``pretrain_augment`` on top
-        when pretraining (each: the class's defaults, then the config's keys)."""
+        """Augmentation for the current stage: the budget's ``augmentation``, then the class's
+        ``augment`` (a paper's own pipeline wins over a budget's generic one), then the config's
+        ``augment``; ``pretrain_augment`` (class, then config) on top when pretraining."""
         defaults = self.all_defaults()
         # a user's block overrides single keys of the class's block, not the whole mapping
-        given = {**defaults["augment"], **dict(self.hp.get("augment") or {})}
+        given = {**dict(self.schedule.get("augmentation") or {}), **defaults["augment"],
+                 **dict(self.hp.get("augment") or {})}
         if self.stage == "pretrain":
             given.update({**defaults["pretrain_augment"], **dict(self.hp.get("pretrain_augment") or {})})
         return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
@@ -312,8 +316,22 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return {}
 
     def lr_schedulers(self, optimizers: Mapping[str, torch.optim.Optimizer]) -> list[Any]:
-        """Per-iteration learning-rate schedulers over the built optimisers. Default: none."""
-        return []
+        """Per-iteration learning-rate schedulers over the built optimisers, from the stage's
+        ``lr_schedule``: ``constant`` (none), ``cosine`` (each group's rate decays to 0 over the
+        run) or ``onecycle`` (warm-up over the first 30% to each group's rate, then cosine
+        annealing to a thousandth of it: torch's OneCycleLR)."""
+        policy = self.schedule.get("lr_schedule", "constant")
+        total = max(1, int(self.total_steps))
+        if policy == "constant":
+            return []
+        if policy == "cosine":
+            return [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) for opt in optimizers.values()]
+        if policy == "onecycle":
+            return [torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=total, pct_start=0.3,
+                div_factor=25.0, final_div_factor=40.0, cycle_momentum=False)
+                for opt in optimizers.values()]
+        raise FerbenchError(f"lr_schedule: unknown policy {policy!r} (known: {', '.join(LR_SCHEDULES)})")
 
     def make_optimizer(self, params: Any, optimizer: str | None = None, lr: float | None = None,
                        weight_decay: float | None = None, **kwargs: Any) -> torch.optim.Optimizer:

@@ -93,7 +93,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.augment import AugmentConfig, Augmenter
+from ferbench.augment import Augmenter
 from ferbench.errors import FerbenchError
 from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
 from ferbench.methods.base import Batch, ParamGroup, TaskInfo
@@ -184,11 +184,6 @@ class GCNet(Supervised):
             out = body(torch.zeros(1, self.in_channels, size, size))
         body.train(was)
         return tuple(int(v) for v in out.shape[1:])  # type: ignore[return-value]
-
-    def augment_config(self) -> AugmentConfig:
-        # a user's augment block overrides single keys of the class's, not the whole mapping
-        given = {**self.all_defaults()["augment"], **dict(self.hp.get("augment") or {})}
-        return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
 
     # -- data --------------------------------------------------------------------------------
     def setup(self, data: Any, stage: str) -> None:
@@ -312,7 +307,7 @@ class GCNet(Supervised):
         recon = bool(hp["reconstruction"])
         p = self.pair(x, switches=recon)
         zx, zg = p["zx"].float(), p["zg"].float()
-        cls = F.cross_entropy(self.head((zx - zg).abs()).float(), batch.labels)
+        cls = self.classification_loss(self.head((zx - zg).abs()), batch.labels)
         sx, sg = self.contrastive_space(zx, zg)
         contr = hadsell_contrastive_loss(sx, sg, self.pair_is_same(batch.labels), float(hp["margin"]))
         if not hp["contrastive"]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from ferbench.errors import FerbenchError
+from ferbench.models import backbones
 from ferbench.models.backbones import BACKBONES, Backbone
 from ferbench.models.heads import LinearHead, mlp
 
-__all__ = ["Backbone", "LinearHead", "backbone_names", "build_backbone", "mlp"]
+__all__ = ["Backbone", "LinearHead", "backbone_names", "build_backbone", "load_backbone_weights", "mlp"]
 
 
 def backbone_names() -> list[str]:
@@ -31,3 +33,90 @@ def build_backbone(name: str, in_channels: int = 3, image_size: int = 64,
         raise FerbenchError(f"backbone: image_size {image_size} is too small (minimum 16)")
     module = builder(in_channels, image_size, **options)
     return module, module.feature_dim
+
+
+#: torchvision's ResNet-18 layers -> our Backbone body's positions
+_RESNET18_BODY = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+
+
+def load_backbone_weights(backbone: nn.Module, spec: str | None, name: str, in_channels: int,
+                          image_size: int) -> None:
+    """Start ``backbone`` from ``spec``: ``none`` (or null: random), ``imagenet`` (torchvision's
+    ResNet-18 weights, from the local torch hub cache or a download where the machine can reach
+    it), or a file: a backbone state dict, or a ferbench ``model.pt`` / ``encoder.pt`` (its
+    ``backbone.*`` entries: a face-pretrained start from another run). Loads strictly; every
+    failure is one FerbenchError naming the file and the keys at fault."""
+    if spec in (None, "", "none"):
+        return
+    if spec == "imagenet":
+        state = _imagenet_resnet18(name, in_channels, image_size)
+        where = "backbone_weights: imagenet"
+    else:
+        path = Path(spec)
+        where = str(path)
+        state = _backbone_state_from_file(path)
+    missing, unexpected = _strict_keys(backbone, state)
+    if spec == "imagenet" and missing == ["body.0.weight"]:
+        # the small-input stem is 3x3 stride 1: ImageNet's 7x7 first conv cannot fill it
+        missing = []
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise FerbenchError(f"{where}: weights do not fit backbone {name!r} ({what}"
+                            f"{' ...' if len(missing or unexpected) > 3 else ''})")
+    try:
+        backbone.load_state_dict(state, strict=False)
+    except RuntimeError as err:
+        raise FerbenchError(f"{where}: weights do not fit backbone {name!r} "
+                            f"({str(err).splitlines()[-1].strip()})") from None
+
+
+def _strict_keys(backbone: nn.Module, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+    own = set(backbone.state_dict())
+    return sorted(own - set(state)), sorted(set(state) - own)
+
+
+def _backbone_state_from_file(path: Path) -> dict[str, Any]:
+    import torch
+
+    if not path.is_file():
+        raise FerbenchError(f"{path}: backbone weights file does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FerbenchError(f"{path}: unreadable weights file ({type(err).__name__})") from None
+    if isinstance(payload, dict) and isinstance(payload.get("state"), dict):
+        payload = payload["state"]          # a ferbench encoder.pt
+    if not isinstance(payload, dict) or not payload:
+        raise FerbenchError(f"{path}: not a state dict")
+    prefixed = {k[len("backbone."):]: v for k, v in payload.items() if k.startswith("backbone.")}
+    return prefixed or dict(payload)        # model.pt / encoder.pt, or a bare backbone state
+
+
+def _imagenet_resnet18(name: str, in_channels: int, image_size: int) -> dict[str, Any]:
+    """torchvision's ImageNet ResNet-18 state in our Backbone's key names."""
+    import torch
+
+    if name != "resnet18":
+        raise FerbenchError(f"backbone_weights: imagenet exists for backbone resnet18 only, not {name!r}; "
+                            f"give a weights file instead")
+    import torchvision
+
+    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+    try:
+        state = weights.get_state_dict(progress=False)
+    except Exception as err:
+        raise FerbenchError(
+            f"backbone_weights: imagenet: cannot download {weights.url} ({type(err).__name__}); place the "
+            f"file at {cached} or set backbone_weights to the path of a local copy") from None
+    out = {}
+    for key, value in state.items():
+        layer, _, rest = key.partition(".")
+        if layer in _RESNET18_BODY:
+            out[f"body.{_RESNET18_BODY[layer]}.{rest}"] = value
+    conv1 = out["body.0.weight"]
+    if image_size < backbones.SMALL_INPUT:
+        del out["body.0.weight"]            # the 3x3 small-input stem stays random
+    elif in_channels == 1:
+        out["body.0.weight"] = conv1.sum(dim=1, keepdim=True)   # grey input: the RGB filters summed
+    return out

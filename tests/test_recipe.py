@@ -1,0 +1,197 @@
+"""The training recipe keys a budget can set (per-image standardisation, class weighting, label
+smoothing, learning-rate policies, flip test-time augmentation, starting weights) and the
+engine's flushing of subnormal floats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.utils.class_weight import compute_class_weight
+
+from fake_fold import CLASSES, make_fold_files
+from ferbench import engine
+from ferbench.augment import AugmentConfig, Augmenter
+from ferbench.data import load_fold
+from ferbench.errors import FerbenchError
+from ferbench.methods import Batch, TaskInfo
+from ferbench.methods.supervised import Supervised, balanced_class_weights
+from ferbench.models import build_backbone, load_backbone_weights
+
+TASK = TaskInfo("classification", tuple(CLASSES), 32)
+
+
+def _settings(**train) -> dict:
+    return {"method_name": "sup", "dataset": "fake", "method": {},
+            "train": {"backbone": "smallcnn", "image_size": 32, "batch_size": 8, "lr": 0.01,
+                      "epochs": 2, "optimizer": "adam", **train}}
+
+
+def test_per_image_standardisation() -> None:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (5, 3, 16, 16), generator=g, dtype=torch.uint8)
+    images[4] = 77                                               # a flat image
+    aug = Augmenter(AugmentConfig(standardize=True), 3, torch.Generator())
+    x = aug(images, train=False)
+    flat = x[:4].flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(flat.std(1, unbiased=False), torch.ones(4), atol=1e-4)
+    assert torch.equal(x[4], torch.zeros_like(x[4]))             # no NaN from a zero std
+    # it evens out exposure: a darker copy of an image standardises to (nearly) the same image
+    darker = (images[:1].float() * 0.5).round().to(torch.uint8)
+    assert (aug(darker, train=False) - x[:1]).abs().max() < 0.05
+
+
+def test_balanced_class_weights_match_scikit_learn() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 2, 2, 3, 3, 3])
+    ours = balanced_class_weights(labels, 5)
+    theirs = compute_class_weight("balanced", classes=np.arange(4), y=labels)
+    assert torch.allclose(ours[:4].double(), torch.from_numpy(theirs), atol=1e-6)
+    assert ours[4] == 0                                          # absent from training: weight 0
+
+
+def test_label_smoothing_and_class_weights_reach_the_loss(tmp_path) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=3, n_folds=3)
+    data = load_fold(tmp_path / "cache", tmp_path / "folds.parquet", 0, 32)
+    m = Supervised(_settings(label_smoothing=0.1, class_weighting="balanced"), TASK)
+    m.setup(data, "train")
+    weights = balanced_class_weights(data.label[data.indices["train"]], len(CLASSES))
+    assert torch.equal(m.class_weight, weights)
+    logits = torch.randn(6, len(CLASSES), generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([0, 1, 2, 3, 1, 1])
+    # by hand: smoothed targets (1 - e) one-hot + e / k, each sample weighted by its class
+    k, e = len(CLASSES), 0.1
+    target = torch.full((6, k), e / k)
+    target[torch.arange(6), labels] += 1 - e
+    w = weights[None, :] * target
+    expected = -(w * F.log_softmax(logits, 1)).sum() / weights[labels].sum()
+    batch = Batch(np.zeros((6, 1), np.int64), torch.zeros(0), labels, torch.zeros(6, 2))
+    assert torch.allclose(m.supervised_loss(logits, batch), expected, atol=1e-6)
+    with pytest.raises(FerbenchError, match="class_weighting"):
+        Supervised(_settings(class_weighting="inverse"), TASK).setup(data, "train")
+
+
+def _rates(policy: str, steps: int = 100) -> list[list[float]]:
+    m = Supervised(_settings(lr_schedule=policy), TASK)
+    m.steps_per_epoch, m.total_steps = steps // 2, steps
+    optimizers, schedulers = m.configure_optimizers()
+    opt = optimizers["main"]
+    out = []
+    for _ in range(steps):
+        out.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        for s in schedulers:
+            s.step()
+    return out
+
+
+def test_learning_rate_policies() -> None:
+    assert all(r == [0.01] for r in _rates("constant"))
+    cosine = [r[0] for r in _rates("cosine")]
+    assert cosine[0] == pytest.approx(0.01) and cosine[50] == pytest.approx(0.005, rel=1e-6)
+    assert cosine[-1] < 1e-5 and all(a >= b for a, b in zip(cosine, cosine[1:]))
+    one = [r[0] for r in _rates("onecycle")]
+    peak = int(np.argmax(one))
+    assert one[0] == pytest.approx(0.01 / 25) and 28 <= peak <= 30 and one[peak] == pytest.approx(0.01, rel=1e-3)
+    assert one[-1] < 0.01 / 500 and all(a >= b for a, b in zip(one[peak:], one[peak + 1:]))
+
+
+def test_flip_test_time_augmentation_averages_the_mirror_image(tmp_path) -> None:
+    make_fold_files(tmp_path, subjects=6, frames=3, n_folds=3)
+    data = load_fold(tmp_path / "cache", tmp_path / "folds.parquet", 0, 32)
+    outs = {}
+    for tta in ("none", "flip"):
+        torch.manual_seed(0)
+        m = Supervised(_settings(tta=tta, eval_batch_size=5), TASK)
+        m.setup(data, "train")
+        trainer = engine.Trainer(m, data, m.settings, torch.device("cpu"), 0, None)
+        outs[tta] = engine.predict(trainer, data.indices["test"])
+    aug = Augmenter(m.augment_config(), 3, torch.Generator())
+    x = aug(torch.from_numpy(data.images[data.cache_row[data.indices["test"]]]), train=False)
+    m.eval()
+    with torch.no_grad():
+        mirrored = m.predict(x.flip(-1)).numpy()
+    np.testing.assert_allclose(outs["flip"], (outs["none"] + mirrored) / 2, atol=1e-5)
+    assert not np.allclose(outs["flip"], outs["none"])
+
+
+def test_flush_denormals_zeroes_only_subnormals() -> None:
+    m = Supervised(_settings(), TASK)
+    optimizers, _ = m.configure_optimizers()
+    tiny = torch.finfo(torch.float32).tiny
+    w = m.head.fc.weight
+    m.predict(torch.rand(2, 3, 32, 32)).sum().backward()
+    optimizers["main"].step()
+    with torch.no_grad():
+        w[0, :3] = torch.tensor([tiny / 4, -tiny / 1000, tiny])   # two subnormals, the smallest normal
+    state = optimizers["main"].state[w]
+    state["exp_avg_sq"][0, 0] = tiny / 8
+    keep = w.detach().clone()
+    engine.flush_denormals(m, optimizers)
+    assert w[0, 0] == 0 and w[0, 1] == 0 and state["exp_avg_sq"][0, 0] == 0
+    rest = torch.ones_like(w, dtype=torch.bool)
+    rest[0, :2] = False
+    assert torch.equal(w[rest], keep[rest])
+    for t in (*m.parameters(), *state.values()):
+        if torch.is_tensor(t) and t.is_floating_point() and t.dim():
+            assert not ((t != 0) & (t.abs() < tiny)).any()
+
+
+def test_backbone_weights_from_local_files(tmp_path) -> None:
+    source, _ = build_backbone("smallcnn", 3, 32)
+    state = source.state_dict()
+    torch.save(state, tmp_path / "bare.pt")
+    torch.save({f"backbone.{k}": v for k, v in state.items()} | {"head.fc.weight": torch.zeros(1)},
+               tmp_path / "model.pt")
+    torch.save({"method": "x", "state": {f"backbone.{k}": v for k, v in state.items()}},
+               tmp_path / "encoder.pt")
+    for name in ("bare.pt", "model.pt", "encoder.pt"):
+        target, _ = build_backbone("smallcnn", 3, 32)
+        load_backbone_weights(target, str(tmp_path / name), "smallcnn", 3, 32)
+        assert all(torch.equal(v, target.state_dict()[k]) for k, v in state.items()), name
+    # through the schedule: every method subclassing Supervised starts from them
+    m = Supervised(_settings(backbone_weights=str(tmp_path / "model.pt")), TASK)
+    assert torch.equal(m.backbone.state_dict()["body.0.weight"], state["body.0.weight"])
+
+    wider, _ = build_backbone("smallcnn", 3, 32, width=16)
+    torch.save(wider.state_dict(), tmp_path / "wider.pt")
+    with pytest.raises(FerbenchError, match=r"wider.pt: weights do not fit backbone 'smallcnn'"):
+        load_backbone_weights(build_backbone("smallcnn", 3, 32)[0], str(tmp_path / "wider.pt"), "smallcnn", 3, 32)
+    torch.save({"body.0.weight": state["body.0.weight"]}, tmp_path / "partial.pt")
+    with pytest.raises(FerbenchError, match=r"partial.pt: .*missing \['body.1.bias'"):
+        load_backbone_weights(build_backbone("smallcnn", 3, 32)[0], str(tmp_path / "partial.pt"), "smallcnn", 3, 32)
+    with pytest.raises(FerbenchError, match="does not exist"):
+        load_backbone_weights(source, str(tmp_path / "absent.pt"), "smallcnn", 3, 32)
+
+
+def test_imagenet_weights_fail_with_one_line_when_unavailable(monkeypatch) -> None:
+    import torchvision
+
+    with pytest.raises(FerbenchError, match="resnet18 only"):
+        load_backbone_weights(build_backbone("smallcnn", 3, 32)[0], "imagenet", "smallcnn", 3, 32)
+
+    def offline(self, *args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(FerbenchError, match=r"imagenet: cannot download .*place the file at .*resnet18"):
+        load_backbone_weights(build_backbone("resnet18", 3, 32)[0], "imagenet", "resnet18", 3, 32)
+
+
+def test_imagenet_weights_map_onto_our_resnet18(monkeypatch) -> None:
+    """torchvision's key names land on our Backbone's body (weights made here, nothing downloads)."""
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, **kw: reference)
+    big, _ = build_backbone("resnet18", 3, 128)
+    load_backbone_weights(big, "imagenet", "resnet18", 3, 128)
+    assert torch.equal(big.state_dict()["body.7.1.conv2.weight"], reference["layer4.1.conv2.weight"])
+    assert torch.equal(big.state_dict()["body.0.weight"], reference["conv1.weight"])
+    grey, _ = build_backbone("resnet18", 1, 128)
+    load_backbone_weights(grey, "imagenet", "resnet18", 1, 128)
+    assert torch.allclose(grey.state_dict()["body.0.weight"], reference["conv1.weight"].sum(1, keepdim=True))
+    small, _ = build_backbone("resnet18", 3, 32)   # 3x3 stem: stays random, the rest loads
+    load_backbone_weights(small, "imagenet", "resnet18", 3, 32)
+    assert torch.equal(small.state_dict()["body.4.0.conv1.weight"], reference["layer1.0.conv1.weight"])
