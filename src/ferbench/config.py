@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,33 @@ TRAIN_KEYS = (
     # optional recipe keys (absent: off)
     "backbone_weights", "lr_schedule", "label_smoothing", "class_weighting", "augmentation", "tta",
 )
+#: Keys of a method block besides the training keys and the class's hyperparameters.
+METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets")
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; a syntax error is one line ``file:line:column: problem``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FerbenchError(f"{path}: config file does not exist") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = ""
+        if err.context and err.context_mark and err.context_mark is not mark:
+            context = (f" ({err.context} started at line {err.context_mark.line + 1}, "
+                       f"column {err.context_mark.column + 1})")
+        raise FerbenchError(f"{where}: not valid YAML: {err.problem or err.context}{context}") from None
+    except yaml.YAMLError as err:
+        raise FerbenchError(f"{path}: not valid YAML ({err})") from None
 
 
 def load_config(path: str | Path, validate: bool = True) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FerbenchError(f"{path}: config file does not exist") from None
-    except yaml.YAMLError as err:
-        raise FerbenchError(f"{path}: not valid YAML ({err})") from None
+    config = read_yaml(path)
     if not isinstance(config, dict):
         raise FerbenchError(f"{path}: expected a mapping at the top level")
     if validate:
@@ -38,8 +56,21 @@ def load_config(path: str | Path, validate: bool = True) -> dict[str, Any]:
     return config
 
 
+def check_config(config: dict[str, Any], where: str = "params.yaml") -> dict[str, type]:
+    """Every check a config gets before any job runs: ``ferbench validate-config`` and the
+    workflow's DAG build both call this, so they accept and reject the same configs.
+
+    The schema, then what it cannot say (names that must exist elsewhere in the config, finite
+    numbers), then what needs the registries (imports torch): every method block's class and
+    keys, every backbone and optimiser name. Returns the registered class of each run method.
+    """
+    validate_config(config, where)
+    return check_methods(config, where)
+
+
 def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
-    """Check the config against the JSON schema; one line naming the offending key."""
+    """The torch-free part of check_config: the JSON schema, finite numbers, and the names the
+    config refers to itself; one line naming the offending key."""
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
@@ -49,6 +80,10 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
         err = errors[0]
         key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise FerbenchError(f"{where}: {key}: {err.message}")
+    for key, value in _leaves(config):
+        # the schema's bounds let NaN through (every comparison with it is false), and infinity
+        if isinstance(value, float) and not math.isfinite(value):
+            raise FerbenchError(f"{where}: {key}: {value!r} is not a finite number")
     budget = config["budget"]
     if budget not in config["budgets"]:
         raise FerbenchError(f"{where}: budget: {budget!r} is not a key of budgets")
@@ -58,6 +93,19 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
     for name in config["run"]["methods"]:
         if name not in config["methods"]:
             raise FerbenchError(f"{where}: run.methods: {name!r} has no entry under methods")
+
+
+def _leaves(value: Any, key: str = "") -> Any:
+    """(dotted key, value) of every scalar in a nested config (list items by index)."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        yield key or "(top level)", value
+        return
+    for sub, item in items:
+        yield from _leaves(item, f"{key}.{sub}" if key else str(sub))
 
 
 def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
@@ -95,21 +143,57 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     }
 
 
-def check_method_classes(config: dict[str, Any], where: str = "params.yaml") -> None:
-    """Every run method names a registered Method class (imports torch, so kept apart)."""
-    from ferbench.methods import get_method
+def _schedules(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(dotted key, block) of every block that may hold training keys."""
+    found = [(f"budgets.{name}", block) for name, block in config["budgets"].items()]
+    for name, block in config["methods"].items():
+        block = block or {}
+        found.append((f"methods.{name}", block))
+        found.append((f"methods.{name}.pretrain", block.get("pretrain") or {}))
+        for budget, per_budget in (block.get("budgets") or {}).items():
+            per_budget = per_budget or {}
+            found.append((f"methods.{name}.budgets.{budget}", per_budget))
+            found.append((f"methods.{name}.budgets.{budget}.pretrain", per_budget.get("pretrain") or {}))
+    return found
 
-    for name in config["run"]["methods"]:
-        block = config["methods"][name] or {}
+
+def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[str, type]:
+    """The registry part of check_config (imports torch): every backbone and optimiser name of
+    every budget and method block exists, and every method block (run or not) names a
+    registered class and only keys that class, or the budget, knows.
+    Returns {run name: class} for run.methods."""
+    from ferbench.methods import get_method, method_names
+    from ferbench.methods.base import OPTIMIZERS
+    from ferbench.models import backbone_names
+
+    registered = {"backbone": backbone_names(), "optimizer": sorted(OPTIMIZERS)}
+    for key, block in _schedules(config):
+        for field, known in registered.items():
+            if field in block and block[field] not in known:
+                raise FerbenchError(f"{where}: {key}.{field}: unknown {field} {block[field]!r} "
+                                    f"(known: {', '.join(known)})")
+    classes = {}
+    for name, block in config["methods"].items():
+        block = block or {}
+        class_name = str(block.get("class") or name)
         try:
-            get_method(str(block.get("class") or name))
-        except FerbenchError as err:
-            raise FerbenchError(f"{where}: methods.{name}: {err}") from None
+            cls = get_method(class_name)
+        except FerbenchError:
+            key = (f"methods.{name}.class" if block.get("class")
+                   else "run.methods" if name in config["run"]["methods"] else f"methods.{name}")
+            raise FerbenchError(f"{where}: {key}: unknown method {class_name!r} "
+                                f"(known: {', '.join(method_names())})") from None
+        known = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | set(cls.all_defaults())
+        unknown = sorted(set(block) - known)
+        if unknown:
+            raise FerbenchError(f"{where}: methods.{name}.{unknown[0]}: not a key of method {cls.name!r} "
+                                f"(known: {', '.join(sorted(known))})")
+        classes[name] = cls
+    return {name: classes[name] for name in config["run"]["methods"]}
 
 
 def main(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    check_method_classes(config, str(args.config))
+    check_config(load_config(args.config, validate=False), str(args.config))
     print(f"{args.config}: valid")
     return 0
 

@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ferbench.config import TRAIN_KEYS, job_settings, stage_settings
+from ferbench.config import job_settings, stage_settings
 from ferbench.errors import FerbenchError
 from ferbench.protocols import resolve_protocol
 
@@ -133,36 +133,7 @@ def fold_file_arg(wildcards, input):
     return f"--fold-file {shlex.quote(fold_file)}" if fold_file else ""
 
 
-# -- methods ------------------------------------------------------------------------------------
-def method_class(method):
-    """The registered class of a run name (its block's `class`, else the name itself); its
-    block's keys are checked against the class here, at DAG build time, not in a job.
-    None while ferbench.methods has no registry (then no method has a pretraining stage)."""
-    try:
-        from ferbench.methods import get_method, method_names
-    except ImportError as err:
-        if err.name != "ferbench.methods":
-            raise
-        return None
-    block = config["methods"][method]
-    name = block.get("class") or method
-    try:
-        cls = get_method(name)
-    except FerbenchError:
-        key = f"methods.{method}.class" if block.get("class") else "run.methods"
-        raise WorkflowError(
-            f"{key}: unknown method {name!r} (known: {', '.join(method_names())})"
-        ) from None
-    known = set(TRAIN_KEYS) | {"class", "pretrain", "budgets"} | set(cls.all_defaults())
-    unknown = sorted(set(block) - known)
-    if unknown:
-        raise WorkflowError(
-            f"methods.{method}.{unknown[0]}: not a key of method {cls.name!r} "
-            f"(known: {', '.join(sorted(known))})"
-        )
-    return cls
-
-
+# -- methods (CLASSES: each run method's class, from check_config in workflow/Snakefile) --------
 def stage_schedule(dataset, method, stage):
     """The training keys of one stage (a method's `pretrain:` block overrides the pretrain's)."""
     try:
@@ -341,8 +312,7 @@ def get_final_output():
     ]
 
 
-check_datasets(RUN["datasets"])  # before the method registry: it imports torch (seconds)
-CLASSES = {method: method_class(method) for method in RUN["methods"]}
+check_datasets(RUN["datasets"])
 PLANS = pretrain_plans()
 check_datasets({plan["dataset"] for plan in PLANS.values()} - set(RUN["datasets"]))
 SIZES = image_sizes()

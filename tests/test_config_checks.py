@@ -1,0 +1,222 @@
+"""Config mistakes are caught before any job runs, by `ferbench validate-config` and by the
+workflow's DAG build alike (both call ferbench.config.check_config), in one line naming the key;
+and the schema's method-block keys cannot drift away from the method classes."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ferbench import cli
+from ferbench.config import METHOD_BLOCK_KEYS, SCHEMA_PATH, TRAIN_KEYS, check_config, load_config
+from ferbench.errors import FerbenchError
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def first_method(config):
+    return config["run"]["methods"][0]
+
+
+#: case -> (edit of params.yaml, the message: its key first)
+BAD_CONFIGS = {
+    "unknown_hyperparameter": (
+        lambda c: c["methods"]["supervised"].update(head_dropuot=0.5),
+        ["methods.supervised.head_dropuot", "not a key of method 'supervised'"],
+    ),
+    "unknown_hyperparameter_of_a_block_not_run": (
+        lambda c: (c["methods"].__setitem__("spare", {"class": "supervised", "finetun": "head"}),
+                   c["run"].update(methods=["supervised"])),
+        ["methods.spare.finetun", "not a key of method 'supervised'"],
+    ),
+    "unknown_backbone_in_budget": (
+        lambda c: c["budgets"]["demo"].update(backbone="resnet81"),
+        ["budgets.demo.backbone", "unknown backbone 'resnet81' (known: "],
+    ),
+    "unknown_backbone_in_unused_budget": (
+        lambda c: c["budgets"]["paper"].update(backbone="resnet81"),
+        ["budgets.paper.backbone", "unknown backbone 'resnet81'"],
+    ),
+    "unknown_optimizer_in_method": (
+        lambda c: c["methods"]["supervised"].update(optimizer="adamm"),
+        ["methods.supervised.optimizer", "unknown optimizer 'adamm' (known: adam, adamw, nesterov, sgd)"],
+    ),
+    "unknown_optimizer_in_per_budget_pretrain": (
+        lambda c: c["methods"]["supervised"].update(budgets={"demo": {"pretrain": {"optimizer": "lbfgs"}}}),
+        ["methods.supervised.budgets.demo.pretrain.optimizer", "unknown optimizer 'lbfgs'"],
+    ),
+    "nan_learning_rate": (
+        lambda c: c["budgets"]["demo"].update(lr=float("nan")),
+        ["budgets.demo.lr", "nan is not a finite number"],
+    ),
+    "infinite_weight_decay": (
+        lambda c: c["methods"]["supervised"].update(weight_decay=float("inf")),
+        ["methods.supervised.weight_decay", "inf is not a finite number"],
+    ),
+    "nan_hyperparameter": (
+        lambda c: c["methods"]["supervised"].update(head_dropout=float("-inf")),
+        ["methods.supervised.head_dropout", "-inf is not a finite number"],
+    ),
+    "zero_threads": (
+        lambda c: c["resources"]["train"].update(threads=0),
+        ["resources.train.threads", "0 is less than the minimum of 1"],
+    ),
+}
+
+
+def write_config(tmp_path: Path, edit, name: str = "config.yaml") -> Path:
+    config = copy.deepcopy(PARAMS)
+    config["cache"] = str(tmp_path / "cache")
+    config["results"] = str(tmp_path / "results")
+    edit(config)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run([sys.executable, "-m", "snakemake", "--nolock", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def dag_runs(tmp_path_factory):
+    """One dry run per bad config, started together (each imports torch for the registries)."""
+    tmp = tmp_path_factory.mktemp("dag")
+    with ThreadPoolExecutor(2) as pool:
+        yield {case: pool.submit(snakemake, "--dry-run", "--configfile",
+                                 str(write_config(tmp, edit, f"{case}.yaml")))
+               for case, (edit, _) in BAD_CONFIGS.items()}
+
+
+def test_shipped_params_pass_check_config_and_give_each_run_method_its_class():
+    classes = check_config(copy.deepcopy(PARAMS))
+    assert list(classes) == PARAMS["run"]["methods"]
+    for name, cls in classes.items():
+        assert cls.name == (PARAMS["methods"][name].get("class") or name)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_validate_config_names_the_key(tmp_path, case, capsys):
+    edit, expected = BAD_CONFIGS[case]
+    path = write_config(tmp_path, edit)
+    assert cli.main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"ferbench validate-config: error: {path}: {expected[0]}: "), err
+    for text in expected:
+        assert text in err, err
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_the_dag_build_rejects_it_with_the_same_line(tmp_path, case, dag_runs):
+    """The same check_config line (where = "config"), before any job is scheduled."""
+    edit, expected = BAD_CONFIGS[case]
+    with pytest.raises(FerbenchError) as raised:
+        check_config(load_config(write_config(tmp_path, edit), validate=False), "config")
+    dag = dag_runs[case].result()
+    out = dag.stdout + dag.stderr
+    assert dag.returncode != 0, out
+    assert "Job stats:" not in out, out
+    assert str(raised.value) in out.splitlines(), out
+    assert str(raised.value).startswith(f"config: {expected[0]}: "), raised.value
+
+
+SYNTAX_ERROR = "budget: demo\nrun:\n  datasets: [ckplus, afewva\n  methods: [supervised]\n"
+
+
+def test_yaml_syntax_error_is_file_line_column(tmp_path, capsys):
+    path = tmp_path / "broken.yaml"
+    path.write_text(SYNTAX_ERROR)
+    assert cli.main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    # the flow sequence opened on line 3, column 13 is still open where line 4 starts a key
+    assert re.search(rf"error: {re.escape(str(path))}:4:\d+: not valid YAML: expected ',' or ']'", err), err
+    assert "started at line 3, column 13" in err, err
+
+
+def test_workflow_reports_a_params_yaml_syntax_error_with_line_and_column(tmp_path):
+    """Snakemake itself says only "not valid JSON or YAML"; the workflow reads params.yaml first.
+    (A --configfile is parsed by Snakemake's command line before the workflow runs.)"""
+    (tmp_path / "params.yaml").write_text(SYNTAX_ERROR)
+    dag = snakemake("--dry-run", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path))
+    out = dag.stdout + dag.stderr
+    assert dag.returncode != 0, out
+    assert re.search(r"^params\.yaml:4:\d+: not valid YAML: expected ',' or ']'", out, re.M), out
+
+
+def test_workflow_and_validate_config_call_the_one_check():
+    snakefile = (ROOT / "workflow" / "Snakefile").read_text()
+    assert "check_config(config" in snakefile
+    rules = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
+    assert "all_defaults" not in rules and "get_method(" not in rules
+
+
+# -- the schema's method-block keys and the method classes ---------------------------------------
+def test_schema_schedule_keys_are_the_training_keys():
+    assert sorted(SCHEMA["$defs"]["schedule"]["properties"]) == sorted(TRAIN_KEYS)
+
+
+def test_schema_method_options_are_what_the_method_classes_take():
+    """A method block is the schedule's keys, `class`/`pretrain`/`budgets`, and the class's own
+    hyperparameters (check_config checks them against the class's defaults). A hyperparameter
+    the schema constrains must be one some class declares, and its schema must accept the
+    default of every class declaring it."""
+    import jsonschema
+
+    from ferbench.methods import get_method, method_names
+
+    block = SCHEMA["properties"]["methods"]["additionalProperties"]
+    assert block["$ref"] == "#/$defs/schedule"
+    options = block["properties"]
+    assert set(METHOD_BLOCK_KEYS) <= set(options)
+    defaults: dict[str, dict[str, object]] = {}
+    for name in method_names():
+        for key, value in get_method(name).all_defaults().items():
+            defaults.setdefault(key, {})[name] = value
+    for key, spec in options.items():
+        if key in METHOD_BLOCK_KEYS:
+            continue
+        assert key in defaults, f"schema: methods.*.{key} is declared by no method class"
+        for name, value in defaults[key].items():
+            errors = list(jsonschema.Draft202012Validator(spec).iter_errors(value))
+            assert not errors, f"schema: methods.*.{key} rejects class {name}'s default {value!r}"
+
+
+def test_no_method_hyperparameter_is_shadowed_by_a_block_key():
+    """job_settings takes training and block keys out of a method's block before the class sees
+    it: a hyperparameter of the same name could never be set."""
+    from ferbench.methods import get_method, method_names
+
+    reserved = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS)
+    for name in method_names():
+        assert not reserved & set(get_method(name).all_defaults()), name
+
+
+def test_registered_names_pass_the_schema_name_pattern():
+    """`class`, `backbone` and `optimizer` are schema names: every registered one must fit."""
+    from ferbench.methods import method_names
+    from ferbench.methods.base import OPTIMIZERS
+    from ferbench.models import backbone_names
+
+    pattern = re.compile(SCHEMA["$defs"]["name"]["pattern"])
+    for key in ("class",):
+        assert SCHEMA["properties"]["methods"]["additionalProperties"]["properties"][key] == {
+            "$ref": "#/$defs/name"}
+    for key in ("backbone", "optimizer"):
+        assert SCHEMA["$defs"]["schedule"]["properties"][key] == {"$ref": "#/$defs/name"}
+    for name in [*method_names(), *OPTIMIZERS, *backbone_names()]:
+        assert pattern.match(name) and len(name) <= SCHEMA["$defs"]["name"]["maxLength"], name
