@@ -240,21 +240,36 @@ def test_fer2013_csv_and_icml(tmp_path, icml):
 
 def test_fer2013_strict_and_bad_rows_at_load(tmp_path):
     root = L.fer2013_csv(tmp_path)
-    with pytest.raises(FerbenchError, match=r"fer2013\.csv row 3: pixels are not 2304"):
+    # data row 3 (0-based) is file line 5: the header is line 1
+    with pytest.raises(FerbenchError, match=r"fer2013\.csv line 5: pixels are not 2304"):
         Fer2013().read(root, strict=True)
     reader = Fer2013()
     t = reader.read(root).table
     bad = pd.DataFrame({"path": ["fer2013.csv#3", "fer2013.csv#99", "fer2013.csv#0"]})
     out = list(reader.iter_images(root, bad))
-    assert isinstance(out[0], FerbenchError) and "row 3" in str(out[0])
+    assert isinstance(out[0], FerbenchError) and "fer2013.csv line 5 (#3): pixels" in str(out[0])
     assert isinstance(out[1], FerbenchError) and "no such data row" in str(out[1])
     assert np.array_equal(out[2].ravel(), L.pixel_row(0)) and len(t) == 5
 
 
 def test_fer2013_missing_pixels_column(tmp_path):
     (tmp_path / "fer2013.csv").write_text("emotion,Usage\n0,Training\n")
-    with pytest.raises(FerbenchError, match=r"fer2013\.csv line 1: header lacks column\(s\) pixels"):
+    with pytest.raises(FerbenchError, match=r"fer2013\.csv line 1: header lacks column\(s\) pixels "
+                                            r"\(expected emotion, pixels, Usage; has 'emotion', 'Usage'\)$"):
         Fer2013().read(tmp_path)
+
+
+@pytest.mark.parametrize("icml", [False, True])
+def test_fer2013_headerless_csv_names_the_expected_header(tmp_path, icml):
+    """Not the first data row echoed back (2,304 pixel values): what line 1 should have been."""
+    L.fer2013_csv(tmp_path, icml=icml)
+    name = "icml_face_data.csv" if icml else "fer2013.csv"
+    path = tmp_path / name
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(FerbenchError) as raised:
+        Fer2013().read(tmp_path)
+    assert str(raised.value) == (f"{path} line 1: no header row; expected one naming "
+                                 f"emotion, pixels, Usage (line 1 holds data)")
 
 
 def test_fer2013_torchvision_train_test(tmp_path):
@@ -331,3 +346,50 @@ def test_affwild2_malformed_label_files(tmp_path):
     label.write_text("valence,arousal\n0.1,0.2\n\n0.3,0.4\n")
     with pytest.raises(FerbenchError, match=r"video5_left\.txt line 3"):
         AffWild2().read(root)
+
+
+# --------------------------------------------------------------------------- line numbers
+
+def _fer2013_bad_pixels(root):
+    L.fer2013_csv(root)
+    return Fer2013(), root, "fer2013.csv", lambda line: len(line.split(",")[1].split()) == 2303
+
+
+def _affectnet_header(root):
+    L.affectnet_csv(root)
+    return AffectNet(), root, "training.csv", lambda line: line.startswith("2/missing.jpg,")
+
+
+def _affectnet_headerless(root):
+    L.affectnet_csv(root)
+    lists = root / "Manually_Annotated_file_lists"
+    (lists / "training.csv").unlink()
+    text = (lists / "validation.csv").read_text()
+    (lists / "validation.csv").write_text(text + text.splitlines(keepends=True)[0].replace("1/v1.png", "1/gone.png"))
+    return AffectNet(), root, "validation.csv", lambda line: line.startswith("1/gone.png,")
+
+
+def _affwild2_label_file(root):
+    L.affwild2(root)
+    label = root / "annotations" / "VA_Estimation_Challenge" / "Train_Set" / "1-30-1280x720.txt"
+    label.write_text(label.read_text().replace("-5.0,-5.0\n", "0.25,nope\n"))  # frame 3, before 4's gap
+    return AffWild2(), root, label.name, lambda line: line == "0.25,nope"
+
+
+LINE_CASES = {"fer2013": _fer2013_bad_pixels, "affectnet_header": _affectnet_header,
+              "affectnet_headerless": _affectnet_headerless, "affwild2": _affwild2_label_file}
+
+
+@pytest.mark.parametrize("case", sorted(LINE_CASES))
+def test_every_reader_names_file_lines(tmp_path, case):
+    """One convention in every reader's messages: 1-based lines of the file as an editor shows
+    them (a header on line 1 makes 0-based data row i line i + 2)."""
+    reader, root, name, is_bad = LINE_CASES[case](tmp_path)
+    with pytest.raises(FerbenchError) as raised:
+        reader.read(root, strict=True)
+    found = re.search(rf"(\S*{re.escape(name)}) line (\d+)", str(raised.value))
+    assert found, raised.value
+    lines = open(found.group(1)).read().splitlines()
+    line = int(found.group(2))
+    assert is_bad(lines[line - 1]), (line, lines[line - 1][:60])
+    assert sum(map(is_bad, lines)) == 1

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ferbench.datasets.base import (
-    EMOTIONS, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    EMOTIONS, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, file_line, make_table, open_image,
+    require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -165,8 +166,8 @@ def _has_header(path: Path) -> bool:
     )
 
 
-def _load_csv(path: Path) -> tuple[pd.DataFrame, int]:
-    """The CSV as strings with canonical column names, and the file line of data row 0."""
+def _load_csv(path: Path) -> tuple[pd.DataFrame, bool]:
+    """The CSV as strings with canonical column names, and whether it has a header row."""
     header = _has_header(path)
     try:
         frame = pd.read_csv(
@@ -192,12 +193,12 @@ def _load_csv(path: Path) -> tuple[pd.DataFrame, int]:
         )
     else:
         frame.columns = list(CSV_COLUMNS)
-    return frame, 2 if header else 1
+    return frame, header
 
 
 def _csv_rows(path: Path, split: str, prefix: str, listing: "_FolderListing", seen: set[str],
               skips: SkipLog, notes: list[str]) -> list[dict]:
-    frame, first_line = _load_csv(path)
+    frame, header = _load_csv(path)
     n = len(frame)
     rel = (frame["subDirectory_filePath"].str.strip().str.replace("\\", "/", regex=False)
            .str.lstrip("./"))
@@ -236,11 +237,11 @@ def _csv_rows(path: Path, split: str, prefix: str, listing: "_FolderListing", se
     rows = []
     for i in range(n):
         if reasons[i] is not None:
-            _skip(skips, reasons[i], f"{path} line {first_line + i}")
+            _skip(skips, reasons[i], f"{path} line {file_line(i, header)}")
             continue
         on_disk = listing.resolve(paths[i])
         if on_disk is None:
-            skips.skip(R_MISSING, f"{path} line {first_line + i} ({prefix}{paths[i]})")
+            skips.skip(R_MISSING, f"{path} line {file_line(i, header)} ({prefix}{paths[i]})")
             continue
         seen.add(paths[i])
         folder, _, filename = on_disk.rpartition("/")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ferbench.datasets.base import (
-    Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    Reader, ReadResult, SkipLog, file_line, make_table, open_image, require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -149,7 +149,7 @@ def _video_rows(root: Path, label_file: Path, video: str, split: str,
     bad = np.flatnonzero(commas != 1)
     if len(bad):
         raise FerbenchError(
-            f"{label_file} line {bad[0] + 2}: expected 2 columns valence,arousal, "
+            f"{label_file} line {file_line(bad[0])}: expected 2 columns valence,arousal, "
             f"got {body[bad[0]]!r}"
         )
     parts = pd.Series(body, dtype=object).str.split(",", n=1, expand=True) if body else None
@@ -166,8 +166,8 @@ def _video_rows(root: Path, label_file: Path, video: str, split: str,
 
     rows = []
     for i in range(len(body)):
-        number = i + 1
-        where = f"{label_file} line {number + 1}"
+        number = i + 1  # frame numbers start at 1 (00001.jpg); the header is line 1
+        where = f"{label_file} line {file_line(i)}"
         if invalid[i]:
             # The dataset's own marker, not damage: counted, but not an error under --strict.
             skips.counts[R_INVALID] += 1

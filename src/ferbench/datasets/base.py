@@ -83,6 +83,12 @@ class SkipLog:
         self.counts[reason] += 1
 
 
+def file_line(row: int, header: bool = True) -> int:
+    """The 1-based file line of 0-based data row ``row`` of a CSV or label file: the one line
+    convention of every reader's messages (with a header on line 1, data row 0 is line 2)."""
+    return row + (2 if header else 1)
+
+
 def make_table(rows: Iterable[dict[str, Any]], dataset: str) -> pd.DataFrame:
     """Build a sample table with the canonical columns and dtypes from row dicts.
 

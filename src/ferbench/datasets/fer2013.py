@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ferbench.datasets.base import (
-    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, make_table, open_image, require_root,
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, file_line, make_table, open_image,
+    require_root,
 )
 from ferbench.errors import FerbenchError
 
@@ -155,7 +156,7 @@ class Fer2013(Reader):
         kept = []
         for i in range(len(frame)):
             if reasons[i] is not None:
-                skips.skip(reasons[i], f"{csv_path} row {i}")
+                skips.skip(reasons[i], f"{csv_path} line {file_line(i)}")
                 continue
             kept.append(i)
             rows.append({
@@ -181,7 +182,7 @@ def _row_image(csv_path: Path, key: str, pixels: np.ndarray, ok: np.ndarray) -> 
     if not 0 <= index < len(ok):
         raise FerbenchError(f"{csv_path}#{key}: no such data row (file has {len(ok)})")
     if not ok[index]:
-        raise FerbenchError(f"{csv_path} row {index}: {R_PIXELS}")
+        raise FerbenchError(f"{csv_path} line {file_line(index)} (#{index}): {R_PIXELS}")
     return pixels[index].reshape(SIDE, SIDE).copy()
 
 
@@ -224,9 +225,15 @@ def _load_csv(path: Path, pixels_only: bool, need_usage: bool = False,
     needed = {"pixels": True, "emotion": need_emotion, "usage": need_usage and not pixels_only}
     lacking = [c for c, need in needed.items() if need and c not in names]
     if lacking:
+        expected = ", ".join(name for key, name in HEADER if needed[key] or key in names)
+        if any(_DATA_FIELD.fullmatch(str(c).strip()) for c in header):
+            # a header-less file: its first data row (2,304 pixel values) is no help to show
+            raise FerbenchError(f"{path} line 1: no header row; expected one naming {expected} "
+                                f"(line 1 holds data)")
+        has = ", ".join(repr(_shorten(str(c))) for c in header)
         raise FerbenchError(
             f"{path} line 1: header lacks column(s) {', '.join(lacking)} "
-            f"(has {', '.join(map(str, header))})"
+            f"(expected {expected}; has {has})"
         )
     try:
         frame = pd.read_csv(path, usecols=[names[c] for c in wanted], dtype=str,
@@ -235,6 +242,16 @@ def _load_csv(path: Path, pixels_only: bool, need_usage: bool = False,
         raise FerbenchError(f"{path}: malformed CSV ({err})") from err
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     return frame, "emotion" in frame.columns
+
+
+#: (key, name as the dataset's CSVs spell it) of every column the reader takes
+HEADER = (("emotion", "emotion"), ("pixels", "pixels"), ("usage", "Usage"))
+#: a header field that is a value: an emotion code, a row of pixels
+_DATA_FIELD = re.compile(r"[-+0-9. ]+")
+
+
+def _shorten(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _parse_pixels(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
