@@ -29,7 +29,10 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        deleted once the job has finished, so a rerun with a changed config
                        trains afresh instead of refusing the old checkpoint)
 Artefacts of ``pretrain``
-  encoder.pt           {method, class, backbone, in_channels, image_size, state: encoder state_dict}
+  encoder.pt           {method, class, backbone, in_channels, image_size, state: encoder state_dict,
+                       provenance: {dataset, fold (None: all subjects), all_subjects, subjects:
+                       [[dataset, subject], ...] seen}}; train --pretrained refuses one that saw
+                       a test subject of its fold
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
                        logged means}, n_train (frames sampled from), steps, wall_s, budget,
                        backbone, device, extra}
@@ -62,6 +65,7 @@ from ferbench.config import load_config, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
+from ferbench.provenance import check_encoder, encoder_provenance
 
 #: test-time augmentation options (schedule key ``tta``)
 TTA = ("none", "flip")
@@ -547,6 +551,8 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     pretrained = None
     if args.pretrained:
         pretrained = load_encoder(Path(args.pretrained), settings)
+        check_encoder(args.pretrained, pretrained, args.dataset, data.folds, data.indices["test"],
+                      data.subject_mask, data.fold)  # no test subject seen in pretraining
     seed_everything(int(args.seed))
     method = cls(settings, task)
     method.setup(data, stage)
@@ -646,6 +652,8 @@ def main_pretrain(args: argparse.Namespace) -> int:
         "method": args.method, "class": method.name, "backbone": settings["train"]["backbone"],
         "in_channels": method.in_channels, "image_size": int(settings["train"]["image_size"]),
         "state": {k: v.detach().cpu() for k, v in method.encoder_state_dict().items()},
+        "provenance": encoder_provenance(args.dataset, args.fold, settings["all_subjects"],
+                                         trainer.data.folds, trainer.data.subject_mask),
     })
     result = {
         **_common(args), "stage": "pretrain", "task": trainer.data.task,
