@@ -124,10 +124,12 @@ def run_aggregate(tmp: Path, runs: Path, budget: str = "demo",
     cfg = tmp / "params.yaml"
     cfg.write_text(json.dumps({"budget": budget, **(config or {})}))   # JSON is YAML
     out = {"tables": tmp / "out" / "tables", "figures": tmp / "out" / "figures",
-           "summary": tmp / "out" / "summary.json", "plots": tmp / "out" / "plots.csv"}
+           "summary": tmp / "out" / "summary.json", "plots": tmp / "out" / "plots.csv",
+           "report": tmp / "out" / "report" / "index.html"}
     code = cli.main(["aggregate", "--runs", str(runs), "--config", str(cfg),
                      "--tables", str(out["tables"]), "--figures", str(out["figures"]),
-                     "--summary", str(out["summary"]), "--plots", str(out["plots"])])
+                     "--summary", str(out["summary"]), "--plots", str(out["plots"]),
+                     "--report", str(out["report"])])
     return code, out
 
 
@@ -143,3 +145,30 @@ def fake_multifold_runs(root: Path, folds: int = 10) -> None:
     for k in range(folds):
         for method, acc in zip(("supervised", "gcnet_s1r1", "cnn_baseline"), MULTIFOLD[k]):
             write_run(root, "ckplus", method, k, metrics={"accuracy": acc, "macro_f1": acc - 0.1})
+
+
+def write_artefacts(run_json: Path, steps: int = 40) -> None:
+    """train_log.csv and predictions.parquet beside a fake run's metrics.json, as the engine
+    writes them (deterministic values from the run's fold and seed)."""
+    import pandas as pd
+
+    obj = json.loads(Path(run_json).read_text())
+    rng = np.random.default_rng(1000 * obj["fold"] + obj["seed"])
+    step = np.arange(10, steps + 1, 10)
+    log = pd.DataFrame({"step": step, "epoch": step // 20, "lr": 0.01 * 0.5 ** (step // 20),
+                        "loss": 2.0 / np.sqrt(step), "loss_aux": 0.5 / step})
+    log["val_" + ("accuracy" if obj["task"] == "classification" else "mean_ccc")] = np.where(
+        step % 20 == 0, 0.5 + step / 200, np.nan)
+    log.to_csv(Path(run_json).parent / "train_log.csv", index=False)
+    n = 30
+    if obj["task"] == "classification":
+        k = len(obj["classes"])
+        label = rng.integers(0, k, n)
+        preds = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "label": label,
+                              "pred": np.where(rng.random(n) < 0.7, label, rng.integers(0, k, n))})
+    else:
+        v, a = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
+        preds = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "valence": v,
+                              "arousal": a, "pred_valence": 0.6 * v + rng.normal(0, 0.2, n),
+                              "pred_arousal": 0.4 * a + rng.normal(0, 0.2, n)})
+    preds.to_parquet(Path(run_json).parent / "predictions.parquet", index=False)

@@ -265,9 +265,14 @@ def test_plots_csv_rows(done):
 
 def test_figures_are_pngs(done):
     names = {p.name for p in done["figures"].glob("*.png")}
+    # (the fake runs have no train_log.csv nor predictions.parquet: no curves, no VA scatter)
     assert names == {"ckplus_accuracy.png", "ckplus_confusion_supervised.png",
                      "ckplus_confusion_gcnet_s1r1.png", "fer2013_accuracy.png",
-                     "fer2013_confusion_triplet_m12_full_ft.png", "afewva_ccc.png"}
+                     "fer2013_confusion_triplet_m12_full_ft.png", "afewva_ccc.png",
+                     "ckplus_folds_accuracy.png", "fer2013_folds_accuracy.png",
+                     "afewva_folds_mean_ccc.png"}
+    assert {p.name for p in done["figures"].glob("*.pdf")} == {
+        n.replace(".png", ".pdf") for n in names}
     for name in names:
         blob = (done["figures"] / name).read_bytes()
         assert blob.startswith(PNG) and len(blob) > 1000, name

@@ -1,7 +1,10 @@
-"""Reporting: `ferbench aggregate` turns run folders into tables, paper tables and figures.
+"""Reporting: `ferbench aggregate` turns run folders into tables, paper tables, figures and one
+HTML page; `ferbench compare` sets two results folders side by side.
 
 Imports run one way: aggregate.py (the command) uses tables.py (per-dataset and per-paper
-tables) and figures.py (PNGs), which use runs.py (loading, validating and labelling runs; score
-frames), outputs.py (files written per output folder) and published.py (the seed papers'
-published numbers, as data). Nothing imports aggregate.py but the CLI.
+tables), figures.py (PNG and PDF) and html.py (the self-contained page), which use runs.py
+(loading, validating and labelling runs; score frames), stats.py (confidence intervals and paired
+tests over folds x seeds), outputs.py (files written per output folder) and published.py (the
+seed papers' published numbers, as data). compare.py (the other command) uses runs.py, stats.py
+and tables.py. Nothing imports aggregate.py or compare.py but the CLI.
 """

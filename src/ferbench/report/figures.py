@@ -1,6 +1,20 @@
-"""Figures (PNG, Agg backend, written atomically): accuracy bars, confusion heatmaps, CCC bars."""
+"""Figures (PNG and PDF, Agg backend, written atomically), each with a caption for the report.
+
+Per table group (dataset): score bars with the individual runs as dots (accuracy; CCC for
+valence/arousal), per-fold scores with error bars over seeds, confusion matrices per method
+(row-normalised, counts in the cells), training curves per method from each run's
+train_log.csv, and for valence/arousal methods predictions against labels (scatter and 2-D
+density) from each run's predictions.parquet. Runs without those files are skipped (the caption
+says how many runs a figure draws on).
+
+Deterministic: the dots' jitter is drawn from a fixed seed (seaborn's stripplot uses NumPy's
+global generator; its state is saved and restored around the call), and PDFs carry no creation
+date, so the same runs give byte-identical files.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import matplotlib
 
@@ -15,70 +29,246 @@ from ferbench.io import atomic_path  # noqa: E402
 from ferbench.report.outputs import Outputs, safe_name  # noqa: E402
 from ferbench.report.runs import Run, data_label, variant_order  # noqa: E402
 
+FORMATS = ("png", "pdf")
+JITTER_SEED = 0
+LOG_NAME = "train_log.csv"
+PREDICTIONS = "predictions.parquet"
+LOG_INDEX = ("step", "epoch", "lr")
 
-def _save(fig: plt.Figure, path) -> None:
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+
+class Figures:
+    """The figures written into one output folder: PNG name -> (group, caption), for the report."""
+
+    def __init__(self, out: Outputs):
+        self.out = out
+        self.captions: dict[str, tuple[str, str]] = {}
+        self.group = ""
+
+    def save(self, fig: plt.Figure, stem: str, caption: str) -> None:
+        for fmt in FORMATS:
+            path = self.out.path(f"{stem}.{fmt}")
+            with atomic_path(path, suffix=f".{fmt}") as tmp:
+                # no creation date in the PDF: the same runs give the same bytes
+                meta = {"CreationDate": None} if fmt == "pdf" else {}
+                fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
+        plt.close(fig)
+        self.captions[f"{stem}.png"] = (self.group, caption)
 
 
-def _bar(frame: pd.DataFrame, y: str, hue: str | None, title: str, ylabel: str, path) -> None:
+@contextlib.contextmanager
+def seeded(seed: int = JITTER_SEED):
+    """NumPy's global generator seeded for the block (seaborn's jitter), restored afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _bar(figs: Figures, frame: pd.DataFrame, hue: str | None, title: str, ylabel: str,
+         stem: str, caption: str) -> None:
     order = variant_order(set(frame["variant"]))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(order) + 1.5), 3.6))
     # Bars: mean over folds x seeds; error bars: sample std; dots: the individual runs.
-    sns.barplot(data=frame, x="variant", y=y, hue=hue, order=order, errorbar="sd",
+    sns.barplot(data=frame, x="variant", y="value", hue=hue, order=order, errorbar="sd",
                 capsize=0.15, alpha=0.8, ax=ax)
     dots = {"palette": "dark:black"} if hue else {"color": "black"}
-    sns.stripplot(data=frame, x="variant", y=y, hue=hue, order=order, dodge=hue is not None,
-                  size=3, legend=False, ax=ax, **dots)
+    with seeded():
+        sns.stripplot(data=frame, x="variant", y="value", hue=hue, order=order,
+                      dodge=hue is not None, size=3, legend=False, ax=ax, **dots)
     ax.set_xlabel("")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
+    _rotate(ax)
+    figs.save(fig, stem, caption)
+
+
+def _labels(ax, xlabel: str, ylabel: str, title: str, size: int = 8) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=size)
+
+
+def _rotate(ax) -> None:
     ax.tick_params(axis="x", labelrotation=30)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
-    _save(fig, path)
 
 
-def write_figures(scores: pd.DataFrame, runs: list[Run], out: Outputs) -> None:
+def write_figures(scores: pd.DataFrame, runs: list[Run],
+                  out: Outputs) -> dict[str, tuple[str, str]]:
+    """Every figure; returns PNG name -> (group, caption)."""
     sns.set_theme(style="whitegrid", context="paper")
+    figs = Figures(out)
     for group in sorted(scores["group"].unique()):
+        figs.group = group
         sub = scores[scores["group"] == group]
         stem = safe_name(group)
         for task in sorted(set(sub["task"])):
             part = sub[sub["task"] == task]
             data = data_label(set(part["data"]))
+            task_runs = [r for r in runs if r.group == group and r.task == task]
             if task == "classification":
                 acc = part[part["metric"] == "accuracy"].dropna(subset=["value"])
                 if len(acc):
-                    _bar(acc, "value", None, f"{group}: accuracy (ours; data: {data})",
-                         "accuracy", out.path(f"{stem}_accuracy.png"))
-                task_runs = [r for r in runs if r.group == group and r.task == task]
+                    _bar(figs, acc, None, f"{group}: accuracy (ours; data: {data})", "accuracy",
+                         f"{stem}_accuracy",
+                         f"{group}: test accuracy per method. Bars: mean over folds × seeds; "
+                         f"error bars: sample std; dots: the individual runs. Data: {data}.")
+                    _per_fold(figs, acc, group, "accuracy", data, f"{stem}_folds_accuracy")
                 for variant in variant_order({r.variant for r in task_runs}):
-                    _confusion([r for r in task_runs if r.variant == variant], group, variant,
-                               data, out.path(f"{stem}_confusion_{safe_name(variant)}.png"))
+                    _confusion(figs, [r for r in task_runs if r.variant == variant], group,
+                               variant, data, f"{stem}_confusion_{safe_name(variant)}")
             else:
                 ccc = part[part["metric"].isin(["valence_ccc", "arousal_ccc"])].dropna(
                     subset=["value"])
                 if len(ccc):
                     ccc = ccc.assign(dimension=ccc["metric"].str.replace("_ccc", ""))
-                    _bar(ccc, "value", "dimension", f"{group}: CCC (ours; data: {data})", "CCC",
-                         out.path(f"{stem}_ccc.png"))
+                    _bar(figs, ccc, "dimension", f"{group}: CCC (ours; data: {data})", "CCC",
+                         f"{stem}_ccc",
+                         f"{group}: concordance correlation (CCC) of valence and arousal per "
+                         f"method. Bars: mean over folds × seeds; error bars: sample std; dots: "
+                         f"the individual runs. Data: {data}.")
+                mean = part[part["metric"] == "mean_ccc"].dropna(subset=["value"])
+                if len(mean):
+                    _per_fold(figs, mean, group, "mean_ccc", data, f"{stem}_folds_mean_ccc")
+                for variant in variant_order({r.variant for r in task_runs}):
+                    _va_predictions(figs, [r for r in task_runs if r.variant == variant], group,
+                                    variant, data, f"{stem}_va_{safe_name(variant)}")
+            for variant in variant_order({r.variant for r in task_runs}):
+                _curves(figs, [r for r in task_runs if r.variant == variant], group, variant,
+                        f"{stem}_curves_{safe_name(variant)}")
+    return figs.captions
 
 
-def _confusion(runs: list[Run], group: str, variant: str, data: str, path) -> None:
+def _per_fold(figs: Figures, frame: pd.DataFrame, group: str, metric: str, data: str,
+              stem: str) -> None:
+    order = variant_order(set(frame["variant"]))
+    folds = sorted(frame["fold"].unique())
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(folds) + 3.0), 3.4))
+    width = 0.8 / max(len(order), 1)
+    for i, variant in enumerate(order):
+        g = frame[frame["variant"] == variant].groupby("fold")["value"]
+        mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+        x = np.array([folds.index(f) for f in mean.index]) - 0.4 + width * (i + 0.5)
+        ax.errorbar(x, mean.to_numpy(), yerr=std.to_numpy(), fmt="o", capsize=3, ms=4,
+                    label=variant)
+    ax.set_xticks(range(len(folds)), [str(f) for f in folds])
+    ax.set_xlabel("fold")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{group}: {metric} per fold (ours; data: {data})", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    seeds = frame.groupby(["variant", "fold"])["seed"].nunique().max()
+    figs.save(fig, stem,
+              f"{group}: {metric} per test fold and method. Dots: mean over the fold's seeds "
+              f"({seeds} at most); error bars: sample std over seeds (none with one seed). "
+              f"Shows whether a method's advantage holds in every fold. Data: {data}.")
+
+
+def _confusion(figs: Figures, runs: list[Run], group: str, variant: str, data: str,
+               stem: str) -> None:
     classes = runs[0].classes
     same = [r for r in runs if r.classes == classes]
     total = np.sum([r.confusion for r in same], axis=0)
     support = total.sum(axis=1, keepdims=True)
     # Row-normalised (recall per true class); a class with no test samples stays blank.
     norm = np.divide(total, support, out=np.full(total.shape, np.nan), where=support > 0)
+    labels = np.array([["" if np.isnan(v) else f"{v:.2f}\n({c})" for v, c in zip(nr, cr)]
+                       for nr, cr in zip(norm, total)])
     k = len(classes)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
-    sns.heatmap(norm, annot=True, fmt=".2f", vmin=0.0, vmax=1.0, cmap="Blues", square=True,
-                xticklabels=classes, yticklabels=classes, cbar=False, annot_kws={"size": 7}, ax=ax)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{group} / {variant}: confusion, row-normalised,\nsummed over "
-                 f"{len(same)} run(s) (ours; data: {data})", fontsize=8)
-    _save(fig, path)
+    fig, ax = plt.subplots(figsize=(1.2 + 0.65 * k, 0.9 + 0.55 * k))
+    sns.heatmap(norm, annot=labels, fmt="", vmin=0.0, vmax=1.0, cmap="Blues", square=True,
+                xticklabels=classes, yticklabels=classes, cbar=False, annot_kws={"size": 6},
+                ax=ax)
+    ax.grid(False)
+    _labels(ax, "predicted", "true", f"{group} / {variant}: confusion, row-normalised,\n"
+            f"summed over {len(same)} run(s) (ours; data: {data})")
+    figs.save(fig, stem,
+              f"{group} / {variant}: confusion matrix summed over {len(same)} run(s) "
+              f"(folds × seeds). Colour and first number: share of the true class (row) "
+              f"predicted as each class (recall on the diagonal); in brackets: test-sample "
+              f"counts. Data: {data}.")
+
+
+def _read_logs(runs: list[Run], name: str, reader) -> list[tuple[Run, pd.DataFrame]]:
+    found = []
+    for r in sorted(runs, key=lambda r: (r.fold, r.seed)):
+        path = r.path.parent / name
+        if path.is_file():
+            try:
+                found.append((r, reader(path)))
+            except (OSError, ValueError):
+                continue   # unreadable artefact: the figure draws on the others
+    return found
+
+
+def _curves(figs: Figures, runs: list[Run], group: str, variant: str, stem: str) -> None:
+    logs = [(r, log) for r, log in _read_logs(runs, LOG_NAME, pd.read_csv)
+            if "step" in log.columns and len(log)]
+    if not logs:
+        return
+    terms = sorted({c for _, log in logs for c in log.columns
+                    if c not in LOG_INDEX and not c.startswith("val_")})
+    vals = sorted({c for _, log in logs for c in log.columns if c.startswith("val_")})
+    panels = [("loss terms", terms), ("learning rate", ["lr"]), ("validation", vals)]
+    fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.2))
+    colors = dict(zip(terms + vals, sns.color_palette("tab10", len(terms + vals) or 1)))
+    for ax, (title, columns) in zip(axes, panels):
+        labelled = set()
+        for r, log in logs:
+            for col in columns:
+                if col not in log.columns:
+                    continue
+                rows = log[["step", col]].dropna()
+                if rows.empty:
+                    continue
+                ax.plot(rows["step"], rows[col], color=colors.get(col, "C0"), alpha=0.6, lw=1,
+                        marker="o" if col.startswith("val_") else None, ms=3,
+                        label=None if col in labelled else col)
+                labelled.add(col)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        if labelled and len(columns) > 1:
+            ax.legend(fontsize=6)
+        if not labelled:
+            ax.text(0.5, 0.5, "not logged" if title != "validation" else
+                    "no validation split", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(f"{group} / {variant}: training curves, {len(logs)} run(s)", fontsize=9)
+    figs.save(fig, stem,
+              f"{group} / {variant}: training curves from train_log.csv of {len(logs)} of "
+              f"{len(runs)} run(s), one line per fold × seed. Left: each logged loss term "
+              f"(mean since the previous log row); middle: learning rate; right: validation "
+              f"metrics at epoch ends (when the protocol has a validation split).")
+
+
+def _va_predictions(figs: Figures, runs: list[Run], group: str, variant: str, data: str,
+                    stem: str) -> None:
+    need = {"valence", "arousal", "pred_valence", "pred_arousal"}
+    preds = [p for _, p in _read_logs(runs, PREDICTIONS, pd.read_parquet)
+             if need <= set(p.columns)]
+    if not preds:
+        return
+    table = pd.concat(preds, ignore_index=True)[sorted(need)].dropna()
+    if table.empty:
+        return
+    fig, axes = plt.subplots(2, 2, figsize=(7.0, 7.2), layout="constrained")
+    for col, dim in enumerate(("valence", "arousal")):
+        y, p = table[dim].to_numpy(), table[f"pred_{dim}"].to_numpy()
+        lo, hi = float(min(y.min(), p.min(), -1.0)), float(max(y.max(), p.max(), 1.0))
+        top, bottom = axes[0, col], axes[1, col]
+        top.scatter(y, p, s=4, alpha=0.4, rasterized=True)
+        bottom.hexbin(y, p, gridsize=25, extent=(lo, hi, lo, hi), cmap="viridis", mincnt=1)
+        for ax, kind in ((top, "scatter"), (bottom, "2-D density (count per hexagon)")):
+            ax.plot([lo, hi], [lo, hi], color="red", lw=0.8, ls="--")
+            ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal")
+            _labels(ax, f"label {dim}", f"predicted {dim}", f"{dim}: {kind}")
+    fig.suptitle(f"{group} / {variant}: predictions vs labels, {len(table)} test samples "
+                 f"from {len(preds)} run(s) (data: {data})", fontsize=9)
+    figs.save(fig, stem,
+              f"{group} / {variant}: predicted against true valence (left) and arousal (right) "
+              f"for {len(table)} test samples pooled over {len(preds)} of {len(runs)} run(s). "
+              f"Top: one dot per sample; bottom: the same as a 2-D density. Dashed: perfect "
+              f"prediction; a flat cloud means the method predicts near-constant values. "
+              f"Data: {data}.")
+
