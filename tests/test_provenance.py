@@ -369,3 +369,19 @@ def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     rc, lines = _doctor(capsys, cache)
     assert rc == 1 and f"incomplete  cache  {cache}: no readable report.json" in "\n".join(lines)
     assert f"stale       folds  {folds}: its cache {cache} is incomplete" in "\n".join(lines)
+
+
+def test_a_disk_filling_up_during_prepare_raises_instead_of_sigbus(tmp_path, capsys, monkeypatch):
+    # the free-space check passes, then another job fills the disk: the blocks of the face
+    # arrays are reserved before the memory map is written, so this is ENOSPC, not SIGBUS
+    reader = _reader(tmp_path / "data")
+    monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = tmp_path / "cache"
+    assert cli.main(["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]) == 2
+    _one_line(capsys, str(out / "faces_32.npy"), "no space left on device")
+    assert list(out.iterdir()) == []

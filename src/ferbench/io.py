@@ -78,6 +78,21 @@ def require_space(folder: str | os.PathLike, nbytes: int, what: str) -> None:
                             f"({nbytes / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)")
 
 
+def open_memmap(path: str | os.PathLike, shape: tuple[int, ...], dtype: Any) -> np.memmap:
+    """A new .npy file mapped for writing, its blocks reserved first (posix_fallocate): a disk
+    that fills up meanwhile raises ENOSPC here instead of SIGBUS on a write through the map."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as f:
+            try:
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            except OSError as err:
+                if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    del array
+                    raise OSError(err.errno, os.strerror(err.errno), str(path)) from None
+    return array
+
+
 def temporary_files(folder: str | os.PathLike, of: Callable[[str], bool] | None = None) -> list[Path]:
     """Files in ``folder`` named like an unfinished write (of an artefact name ``of`` accepts)."""
     folder = Path(folder)

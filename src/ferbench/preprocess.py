@@ -408,7 +408,7 @@ def _shrink_npy(path: Path, rows: int) -> None:
     tmp = path.with_name(path.name + ".shrink")
     io.require_space(path.parent, rows * int(np.prod(src.shape[1:], dtype=np.int64)), f"{path.name} cut to {rows} rows")
     try:
-        dst = fmt.open_memmap(tmp, mode="w+", dtype=src.dtype, shape=(rows,) + src.shape[1:])
+        dst = io.open_memmap(tmp, (rows,) + src.shape[1:], src.dtype)
         for start in range(0, rows, 4096):
             dst[start:start + 4096] = src[start:min(start + 4096, rows)]
         dst.flush()
@@ -480,7 +480,7 @@ def prepare_cache(
             report_tmp = stack.enter_context(io.atomic_path(report_path))
             samples_tmp = stack.enter_context(io.atomic_path(out / "samples.parquet", suffix=".parquet"))
             faces_tmp = [stack.enter_context(io.atomic_path(out / f"faces_{s}.npy", suffix=".npy")) for s in sizes]
-            arrays = [np.lib.format.open_memmap(p, mode="w+", dtype=np.uint8, shape=(n, channels, s, s))
+            arrays = [io.open_memmap(p, (n, channels, s, s), np.uint8)
                       for p, s in zip(faces_tmp, sizes)]
             bar = tqdm(total=n, desc=f"prepare {name}", unit="img", file=sys.stderr,
                        disable=None if progress else True, mininterval=1.0)
