@@ -1,4 +1,5 @@
-# Paper-style tables, figures, the DVC metrics file and the per-fold plot data, from every run.
+# Paper-style tables, figures, the HTML report (figures/index.html: every table and figure on one
+# self-contained page), the DVC metrics file and the per-fold plot data, from every run.
 
 
 rule aggregate:
@@ -29,4 +30,5 @@ rule aggregate:
         "printf '%s\\n' {params.config:q} > {log.config:q}\n"
         "ferbench aggregate --runs {params.runs:q} --config {log.config:q}"
         " --tables {output.tables:q} --figures {output.figures:q}"
-        " --summary {output.summary:q} --plots {output.plots:q} > {log.log:q} 2>&1"
+        " --summary {output.summary:q} --plots {output.plots:q}"
+        " --report {output.figures:q}/index.html > {log.log:q} 2>&1"
