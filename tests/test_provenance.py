@@ -385,3 +385,19 @@ def test_a_disk_filling_up_during_prepare_raises_instead_of_sigbus(tmp_path, cap
     assert cli.main(["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]) == 2
     _one_line(capsys, str(out / "faces_32.npy"), "no space left on device")
     assert list(out.iterdir()) == []
+
+
+def test_torch_save_on_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path, capsys, monkeypatch):
+    make_fold_files(tmp_path, subjects=6, frames=2)
+    config = write_config(tmp_path, epochs=1)
+
+    def save(obj, f, *args, **kwargs):  # what torch.save raises when the disk is full
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0\n"
+                           "PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    run = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, run) == 2
+    _one_line(capsys, str(run / engine.CHECKPOINT), "no space left on device")
+    assert _leftovers(run) == []

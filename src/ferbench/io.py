@@ -136,7 +136,25 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
         if isinstance(err, OSError) and disk_error(final, err) is not None:
             raise disk_error(final, err) from None
+        if _full_disk_behind(err, final.parent):
+            first = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+            raise FerbenchError(f"{final}: {DISK_ERRORS[errno.ENOSPC]} ({type(err).__name__}: {first})") from None
         raise
+
+
+#: below this many free bytes a failed write is taken for a full disk
+LOW_SPACE = 1 << 20
+
+
+def _full_disk_behind(err: BaseException, folder: Path) -> bool:
+    """Writers that hide the errno (torch.save: RuntimeError "... file write failed") on a disk
+    with (almost) no space left."""
+    if not isinstance(err, Exception) or isinstance(err, (OSError, FerbenchError)) or "write" not in str(err).lower():
+        return False
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        return False
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
