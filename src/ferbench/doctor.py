@@ -104,6 +104,8 @@ def check_folds(meta_path: Path) -> Finding:
     report = _json(cache / provenance.MARKER)
     if not isinstance(report, dict):
         return found("stale", f"its cache {cache} is incomplete (no {provenance.MARKER})")
+    if not report.get("samples_fingerprint"):
+        return found("stale", f"its cache {cache} records no fingerprint (prepared by an older ferbench)")
     if report.get("samples_fingerprint") != source["samples_fingerprint"]:
         return found("stale", f"built from another sample table than {cache / 'samples.parquet'}; rerun folds")
     return found("ok", f"{meta.get('kind')} x{meta.get('n_folds')} from {cache / 'samples.parquet'}")

@@ -86,20 +86,21 @@ def check_folds_source(cache: str | Path, folds_path: str | Path, meta: Mapping[
                        folds: pd.DataFrame, n_images: int) -> None:
     """Refuse a folds table that was not built from ``cache``'s sample table, naming both files.
 
-    Stored fingerprints are compared when folds.json records them; in every case the folds
-    table's (cache_row, sample_id) pairs must name the cache's samples."""
+    Stored fingerprints are compared when both files record them (a cache prepared before
+    fingerprints has none: doctor calls it stale); in every case the folds table's
+    (cache_row, sample_id) pairs must name the cache's samples."""
     cache, folds_path = Path(cache), Path(folds_path)
     samples_path = cache / "samples.parquet"
     meta_path = folds_path.with_suffix(".json")
     report = read_report(cache)
     source = meta.get("source")
-    if isinstance(source, Mapping) and source.get("samples_fingerprint"):
-        have = report.get("samples_fingerprint")
+    have = report.get("samples_fingerprint")  # None: prepared before fingerprints (doctor: stale)
+    if isinstance(source, Mapping) and source.get("samples_fingerprint") and have:
         if have != source["samples_fingerprint"]:
             raise FerbenchError(
                 f"{folds_path} was built from another sample table than {samples_path} "
                 f"({meta_path} records {str(source['samples_fingerprint'])[:12]}, {cache / MARKER} "
-                f"{str(have)[:12] if have else 'no fingerprint'}); rerun `ferbench folds`")
+                f"{str(have)[:12]}); rerun `ferbench folds`")
     if meta.get("fingerprint") and folds_fingerprint(folds) != meta["fingerprint"]:
         raise FerbenchError(f"{folds_path} does not match {meta_path} (another folds table's "
                             f"metadata); rerun `ferbench folds`")
