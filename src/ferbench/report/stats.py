@@ -6,7 +6,8 @@ Decisions
   share training data, so this interval is optimistic; the paired tests below correct for that.
 * Two methods are compared on the same dataset (table group) and task, per metric, over the
   (fold, seed) pairs both have run: d_j = ours_A - ours_B for j = 1..J (J = folds x seeds).
-  - Wilcoxon signed-rank test (scipy.stats.wilcoxon, two-sided; exact for small J without ties).
+  - Wilcoxon signed-rank test (scipy.stats.wilcoxon, two-sided; exact for small J without ties;
+    zero differences are dropped, scipy's default zero_method="wilcox").
   - The corrected resampled t-test (Nadeau & Bengio 2003, "Inference for the generalization
     error", Machine Learning 52): t = mean(d) / sqrt((1/J + n_test/n_train) · var(d, ddof=1)),
     df = J - 1, two-sided p from Student's t. n_test/n_train is the mean ratio over the paired
