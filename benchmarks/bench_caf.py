@@ -145,7 +145,8 @@ def main() -> None:
     for key, values in parts.items():
         print(f"  of which {key:20s} {1e3 * statistics.median(values):8.2f} ms/step (synchronised)")
     rest = (c - s) - sum(statistics.median(v) for v in parts.values())
-    print(f"  of which the rest (grouping, sync, critic backward into the encoder) {1e3 * rest:.2f} ms/step")
+    print(f"  the rest (grouping, host sync, critic backward into the encoder; a difference of "
+          f"separate runs, so noise when small or negative) {1e3 * rest:.2f} ms/step")
 
 
 if __name__ == "__main__":
