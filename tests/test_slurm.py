@@ -9,9 +9,11 @@ tests/slurm/mini/ is a three-rule workflow (prepare -> train -> aggregate) that 
 SLURM machinery (profiles, executor plugin, retries, checkpoint resume) in about a minute per
 test. The test_demo_* tests then run the real workflow, reduced to a few jobs, the same way.
 
-Every SLURM run uses a copy of workflow/profiles/slurm-cpu (or slurm) in which only memory is
-made smaller (so the jobs fit any test machine) and, on the command line, the first status
-check is made 2 s instead of the profile's 20 s.
+Every SLURM run uses workflow/profiles/slurm-cpu (or slurm) as shipped (a copy where a test
+breaks it on purpose) and, on the command line, the first status check is made 2 s instead of
+the profile's 20 s. Memory is made smaller (so the jobs fit any test machine) where the
+profiles leave it, in the workflow's config: the mini workflow's own `resources:`, params.yaml's
+through an override file for the demo.
 """
 
 from __future__ import annotations
@@ -70,14 +72,12 @@ def snakemake(*args, env: dict[str, str] | None = None, timeout: float = 1200) -
                           timeout=timeout)
 
 
-def profile_copy(tmp_path: Path, name: str, mem_mb: int = 500, edit=None) -> Path:
-    """workflow/profiles/<name> with every mem_mb made `<mem_mb> * attempt` (+ optional edit)."""
+def slurm_profile(tmp_path: Path, name: str, edit=None) -> Path:
+    """workflow/profiles/<name>, or a copy of it changed by edit(config)."""
+    if edit is None:
+        return PROFILES / name
     cfg = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
-    for res in [cfg.get("default-resources", {}), *cfg.get("set-resources", {}).values()]:
-        if "mem_mb" in res:
-            res["mem_mb"] = f"{mem_mb} * attempt"
-    if edit:
-        edit(cfg)
+    edit(cfg)
     dest = tmp_path / f"profile-{name}"
     dest.mkdir()
     (dest / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -90,7 +90,7 @@ def submitted(output: str) -> dict[str, Path]:
 
 
 def slurm_jobs(ids) -> dict[str, dict[str, str]]:
-    """What slurmctld remembers of these jobs (MinJobAge keeps finished ones for 10 min)."""
+    """What slurmctld remembers of these jobs (MinJobAge keeps finished ones for an hour)."""
     jobs = {}
     for jid in ids:
         out = subprocess.run(["scontrol", "-o", "show", "job", jid], capture_output=True,
@@ -200,18 +200,48 @@ def test_profile_settings(name):
     assert "slurm_account" not in cfg["default-resources"]
     for rule in ("train", "pretrain"):
         res = cfg["set-resources"][rule]
-        assert "attempt" in str(res["mem_mb"]) and "attempt" in str(res["runtime"])
+        assert "slurm_partition" in res
         assert ("gpu" in res) == (name == "slurm")
     text = (PROFILES / name / "config.yaml").read_text()
     if name == "slurm-cpu":
         assert not re.search(r"^\s*(gpu|gres|gpu_model)\s*:", text, re.M)
 
 
+# What params.yaml's `resources:` owns, under any of the names Snakemake or the SLURM plugin
+# reads it by: a profile that set one would silently override the config.
+PARAMS_OWNED = {"threads", "_cores", "cpus_per_task", "mem", "mem_mb", "mem_mib", "mem_gb",
+                "mem_mb_per_cpu", "mem_mib_per_cpu", "runtime", "walltime", "time_min"}
+
+
+@pytest.mark.parametrize("name", ["default", "slurm", "slurm-cpu"])
+def test_profiles_leave_threads_memory_and_time_to_params_yaml(name):
+    cfg = yaml.safe_load((PROFILES / name / "config.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["resources"]
+    assert "set-threads" not in cfg
+    defaults = cfg.get("default-resources", {})
+    per_rule = cfg.get("set-resources", {})
+    assert set(per_rule) <= set(params), "set-resources names a rule params.yaml does not size"
+    for where, res in [("default-resources", defaults)] + [(r, v) for r, v in per_rule.items()]:
+        owned = set(res) & PARAMS_OWNED
+        # the one derived value: sbatch --cpus-per-task is the rule's threads (params.yaml's)
+        if where == "default-resources" and res.get("cpus_per_task") == "threads":
+            owned.discard("cpus_per_task")
+        assert not owned, f"{name} profile, {where}: {sorted(owned)} belong to params.yaml"
+        # a GPU is requested only with the partition that has them, never as a default
+        if "gpu" in res:
+            assert where != "default-resources" and name == "slurm"
+            assert res.get("slurm_partition") not in (None, defaults.get("slurm_partition"))
+    if name == "default":
+        # the workstation profile sets no per-job values at all, only the global GPU cap
+        assert not defaults and not per_rule
+        assert cfg["resources"] == ["gpu=1"]
+
+
 # -- the mini workflow on SLURM ---------------------------------------------------------------
 @pytest.mark.slurm
 def test_mini_workflow_runs_through_slurm(slurm_cluster, mini_reference, tmp_path):
     work = tmp_path / "work"
-    profile = profile_copy(tmp_path, "slurm-cpu")
+    profile = slurm_profile(tmp_path, "slurm-cpu")
     res = snakemake("-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG)
     assert res.returncode == 0, res.stdout[-6000:]
 
@@ -233,7 +263,8 @@ def test_mini_workflow_runs_through_slurm(slurm_cluster, mini_reference, tmp_pat
                 "aggregate.log"]:
         ids = re.findall(r"SLURM_JOB_ID=(\w+)", (work / "results/logs" / rel).read_text())
         assert len(ids) == 1 and ids[0] in jobs, (rel, ids)
-    # the profile's resources reached sbatch: cpus from threads, memory from the expression
+    # the mini config's resources reached sbatch through the workflow's own helpers (the
+    # profile sets none): cpus from threads, memory and time from `resources.train`
     train = [known[j] for j, log in jobs.items() if "rule_train" in str(log)]
     assert {t["NumCPUs"] for t in train} == {"1"}
     assert {t["MinMemoryNode"] for t in train} == {"500M"}
@@ -244,7 +275,7 @@ def test_mini_workflow_runs_through_slurm(slurm_cluster, mini_reference, tmp_pat
 @pytest.mark.slurm
 def test_mini_cancelled_training_is_retried_and_resumes(slurm_cluster, mini_reference, tmp_path):
     work = tmp_path / "work"
-    profile = profile_copy(tmp_path, "slurm-cpu")
+    profile = slurm_profile(tmp_path, "slurm-cpu")
     ckpt = work / "results/runs/seed0/ckpt.json"
 
     def progressed():
@@ -268,7 +299,7 @@ def test_mini_cancelled_training_is_retried_and_resumes(slurm_cluster, mini_refe
     second, start = lines[0]
     assert second != victim and second in submitted(output)
     assert int(start) >= 3
-    # the retry asked for more: memory and time grow with `attempt`
+    # the retry asked for more: attempt x the config's memory and time
     info = slurm_jobs([victim, second])
     assert info[victim]["JobState"] == "CANCELLED" and info[second]["JobState"] == "COMPLETED"
     assert (info[victim]["MinMemoryNode"], info[second]["MinMemoryNode"]) == ("500M", "1000M")
@@ -285,7 +316,7 @@ def test_partition_that_does_not_exist(slurm_cluster, tmp_path):
         cfg["default-resources"]["slurm_partition"] = "nosuchpartition"
 
     work = tmp_path / "work"
-    profile = profile_copy(tmp_path, "slurm-cpu", edit=edit)
+    profile = slurm_profile(tmp_path, "slurm-cpu", edit=edit)
     res = snakemake("-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG)
     assert res.returncode != 0
     assert "Error in rule prepare:" in res.stdout, res.stdout[-6000:]
@@ -303,7 +334,7 @@ def test_slurm_not_reachable(slurm_cluster, tmp_path):
     text = Path("/etc/slurm/slurm.conf").read_text()
     conf.write_text(re.sub(r"^SlurmctldHost=.*$", r"\g<0>\nSlurmctldPort=9", text, flags=re.M))
     work = tmp_path / "work"
-    profile = profile_copy(tmp_path, "slurm-cpu")
+    profile = slurm_profile(tmp_path, "slurm-cpu")
     res = snakemake("-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, "--retries", "0",
                     *MINI_CONFIG, env=_env(SLURM_CONF=str(conf)), timeout=600)
     assert res.returncode != 0
@@ -322,7 +353,7 @@ def test_sbatch_refuses_gpu_job_on_cluster_without_gpus(slurm_cluster, tmp_path)
             res["slurm_partition"] = "main"
 
     work = tmp_path / "work"
-    profile = profile_copy(tmp_path, "slurm", edit=edit)
+    profile = slurm_profile(tmp_path, "slurm", edit=edit)
     res = snakemake("-s", MINI, "-d", work, "--workflow-profile", profile, *FAST, *MINI_CONFIG)
     assert res.returncode != 0
     assert "Error in rule train:" in res.stdout, res.stdout[-6000:]
@@ -340,6 +371,8 @@ DEMO_OVERRIDES = {
     "run": {"datasets": ["ckplus"], "methods": ["supervised"], "seeds": [0]},
     "synthetic": {"layouts": ["ckplus"]},
     "budgets": {"demo": {"folds": [0, 1], "checkpoint_every": 2}},
+    # training's memory made small enough for any test machine (the profiles set none)
+    "resources": {"train": {"mem_mb": 2000}, "pretrain": {"mem_mb": 2000}},
 }
 WORKFLOW_READY = (REPO / "workflow" / "rules" / "train.smk").exists()
 needs_workflow = pytest.mark.skipif(not WORKFLOW_READY, reason="the workflow is not written yet")
@@ -381,14 +414,21 @@ def demo_reference(tmp_path_factory):
 @pytest.mark.slow
 @needs_workflow
 def test_demo_under_slurm_equals_local_run(slurm_cluster, demo_reference, tmp_path):
-    profile = profile_copy(tmp_path, "slurm-cpu", mem_mb=2000)
+    profile = slurm_profile(tmp_path, "slurm-cpu")
     work, cmd = demo_run(tmp_path, "work", "--workflow-profile", profile, *FAST)
     res = snakemake(*cmd, timeout=2400)
     assert res.returncode == 0, res.stdout[-6000:]
     jobs = submitted(res.stdout)
     # synthesize, prepare, folds, train x2, aggregate
     assert len(jobs) == 6, res.stdout[-6000:]
-    assert {i["JobState"] for i in slurm_jobs(jobs).values()} == {"COMPLETED"}
+    known = slurm_jobs(jobs)
+    assert {i["JobState"] for i in known.values()} == {"COMPLETED"}
+    # sbatch got params.yaml's resources (the profile sets none): train's memory as overridden
+    # in DEMO_OVERRIDES, its time as shipped
+    train = [known[j] for j, log in jobs.items() if "rule_train" in str(log)]
+    minutes = yaml.safe_load((REPO / "params.yaml").read_text())["resources"]["train"]["runtime"]
+    assert {t["MinMemoryNode"] for t in train} == {"2000M"}
+    assert {t["TimeLimit"] for t in train} == {f"{minutes // 60:02d}:{minutes % 60:02d}:00"}
     for jid, log in jobs.items():
         assert log.is_file() and log.name == f"{jid}.log"
         assert (work / "results/logs/slurm") in log.parents
@@ -399,7 +439,7 @@ def test_demo_under_slurm_equals_local_run(slurm_cluster, demo_reference, tmp_pa
 @pytest.mark.slow
 @needs_workflow
 def test_demo_cancelled_training_resumes_under_slurm(slurm_cluster, demo_reference, tmp_path):
-    profile = profile_copy(tmp_path, "slurm-cpu", mem_mb=2000)
+    profile = slurm_profile(tmp_path, "slurm-cpu")
     work, cmd = demo_run(tmp_path, "work", "--workflow-profile", profile, *FAST)
     run_dir = work / TRAIN_DIR.format(fold=0)
 

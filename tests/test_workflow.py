@@ -205,3 +205,67 @@ def test_missing_real_dataset_root_names_its_key(tmp_path):
     out = dag.stdout + dag.stderr
     assert dag.returncode != 0
     assert f"datasets.mmi.root: '{missing}' does not exist" in out, out
+
+
+# -- resources: params.yaml's `resources:` is their one source ----------------------------------
+def job_resources(out: str) -> dict[str, dict[str, str]]:
+    """rule -> its jobs' `resources:` line of a dry run, as a mapping (one job per rule here)."""
+    found, rule = {}, None
+    for line in out.splitlines():
+        started = re.match(r"^(?:local)?rule (\w+):", line)
+        if started:
+            rule = started.group(1)
+        listed = re.match(r"^\s+resources: (.*)$", line)
+        if listed and rule:
+            found[rule] = dict(item.split("=", 1) for item in listed.group(1).split(", "))
+    return found
+
+
+def resized(config):
+    config["budget"] = "demo"
+    config["budgets"]["demo"]["folds"] = [0]
+    config["run"] = {"datasets": ["ckplus"], "methods": ["supervised"], "seeds": [0]}
+    config["resources"]["train"] = {"threads": 3, "mem_mb": 12345, "runtime": 77, "gpu": 0}
+    config["resources"]["prepare"]["mem_mb"] = 4321
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm", "slurm-cpu"])
+def test_changed_params_resources_reach_the_jobs_under_every_profile(tmp_path, profile):
+    config = write_config(tmp_path, resized)
+    dag = snakemake("--dry-run", "--cores", "8", "--configfile", str(config),
+                    "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile))
+    out = dag.stdout + dag.stderr
+    assert dag.returncode == 0, out
+    jobs = job_resources(out)
+    train, prepare = jobs["train"], jobs["prepare"]
+    assert (train["mem_mb"], train["runtime"]) == ("12345", "77")
+    assert prepare["mem_mb"] == "4321"
+    assert prepare["runtime"] == str(PARAMS["resources"]["prepare"]["runtime"])
+    assert "--threads 3" in out
+    if profile != "default":
+        # what a SLURM profile adds: partitions, cpus from the threads, a GPU on the GPU partition
+        assert train["cpus_per_task"] == "3"
+        assert (train["slurm_partition"], train["gpu"]) == (
+            ("gpu", "1") if profile == "slurm" else ("main", "0"))
+        assert (prepare["slurm_partition"], prepare["gpu"]) == ("main", "0")
+
+
+def test_a_retry_asks_for_attempt_times_the_params_resources(tmp_path):
+    """The first try fails; the retry's resources are twice the config's (no SLURM needed)."""
+    snakefile = tmp_path / "Snakefile"
+    snakefile.write_text(f"""
+config["resources"] = {{"step": {{"threads": 1, "mem_mb": 300, "runtime": 7, "gpu": 0}}}}
+include: {str(ROOT / "workflow" / "rules" / "resources.smk")!r}
+
+rule step:
+    output: "out.txt"
+    resources:
+        mem_mb=res_per_attempt("step", "mem_mb"),
+        runtime=res_per_attempt("step", "runtime"),
+    shell:
+        "echo {{resources.mem_mb}} {{resources.runtime}} >> tries.txt;"
+        " test -e first || {{{{ touch first; exit 1; }}}}; touch {{output}}"
+""")
+    done = snakemake("-s", str(snakefile), "-d", str(tmp_path), "--cores", "1", "--retries", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "tries.txt").read_text().split("\n")[:2] == ["300 7", "600 14"]

@@ -120,8 +120,10 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 # Finished jobs stay visible to squeue this long; the executor plugin needs
-# MinJobAge >= 3 x its first status-check delay, or it falls back to sacct.
-MinJobAge=600
+# MinJobAge >= 3 x its first status-check delay, or it falls back to sacct. An hour: the demo
+# tests read every job back with scontrol at the end, and on a loaded machine their first job
+# ended more than 10 minutes before the last.
+MinJobAge=3600
 ReturnToService=2
 SlurmctldTimeout=30
 SlurmdTimeout=30

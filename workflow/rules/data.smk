@@ -18,8 +18,8 @@ rule synthesize:
         results_path("benchmarks", "synthesize.tsv")
     threads: res("synthesize", "threads")
     resources:
-        mem_mb=res("synthesize", "mem_mb"),
-        runtime=res("synthesize", "runtime"),
+        mem_mb=res_per_attempt("synthesize", "mem_mb"),
+        runtime=res_per_attempt("synthesize", "runtime"),
         gpu=res("synthesize", "gpu"),
     conda:
         "../envs/ferbench.yaml"
@@ -45,8 +45,8 @@ rule prepare:
         results_path("benchmarks", "prepare", "{dataset}.tsv")
     threads: res("prepare", "threads")
     resources:
-        mem_mb=res("prepare", "mem_mb"),
-        runtime=res("prepare", "runtime"),
+        mem_mb=res_per_attempt("prepare", "mem_mb"),
+        runtime=res_per_attempt("prepare", "runtime"),
         gpu=res("prepare", "gpu"),
     conda:
         "../envs/ferbench.yaml"
@@ -72,8 +72,8 @@ rule folds:
         results_path("benchmarks", "folds", "{dataset}.tsv")
     threads: res("folds", "threads")
     resources:
-        mem_mb=res("folds", "mem_mb"),
-        runtime=res("folds", "runtime"),
+        mem_mb=res_per_attempt("folds", "mem_mb"),
+        runtime=res_per_attempt("folds", "runtime"),
         gpu=res("folds", "gpu"),
     conda:
         "../envs/ferbench.yaml"

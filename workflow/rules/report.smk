@@ -21,8 +21,8 @@ rule aggregate:
         results_path("benchmarks", "aggregate.tsv")
     threads: res("aggregate", "threads")
     resources:
-        mem_mb=res("aggregate", "mem_mb"),
-        runtime=res("aggregate", "runtime"),
+        mem_mb=res_per_attempt("aggregate", "mem_mb"),
+        runtime=res_per_attempt("aggregate", "runtime"),
         gpu=res("aggregate", "gpu"),
     conda:
         "../envs/ferbench.yaml"

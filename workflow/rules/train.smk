@@ -23,8 +23,8 @@ rule pretrain:
         results_path("benchmarks", "pretrain", "{dataset}", "{method}", "fold{fold}", "seed{seed}.tsv")
     threads: res("pretrain", "threads")
     resources:
-        mem_mb=res("pretrain", "mem_mb"),
-        runtime=res("pretrain", "runtime"),
+        mem_mb=res_per_attempt("pretrain", "mem_mb"),
+        runtime=res_per_attempt("pretrain", "runtime"),
         gpu=res("pretrain", "gpu"),
     conda:
         "../envs/ferbench.yaml"
@@ -60,8 +60,8 @@ rule train:
         results_path("benchmarks", "train", "{dataset}", "{method}", "fold{fold}", "seed{seed}.tsv")
     threads: res("train", "threads")
     resources:
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        mem_mb=res_per_attempt("train", "mem_mb"),
+        runtime=res_per_attempt("train", "runtime"),
         gpu=res("train", "gpu"),
     conda:
         "../envs/ferbench.yaml"
