@@ -58,6 +58,9 @@ def write_fake_cache(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path
     })
     path = root / "folds.parquet"
     folds.to_parquet(path, index=False)
+    # what `prepare` writes beside the faces: the sample table and its completion marker
+    folds[["sample_id", "cache_row"]].to_parquet(cache / "samples.parquet", index=False)
+    (cache / "report.json").write_text(json.dumps({"n": n}))
     meta = {"dataset": "bench", "kind": "kfold", "n_folds": 2, "classes": CLASSES,
             "task": "classification", "protocol": {}, "counts": {}}
     path.with_suffix(".json").write_text(json.dumps(meta))
@@ -128,10 +131,10 @@ def time_bare(args: argparse.Namespace, cache: Path, folds: Path) -> float:
         batch = batches[i % len(batches)]
         with trainer.autocast():
             loss = method.training_step(batch)["loss"]
-        for opt in trainer.optimizers:
+        for opt in trainer.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
-        for opt in trainer.optimizers:
+        for opt in trainer.optimizers.values():
             opt.step()
     sync(device)
     return args.steps * args.batch_size / (time.perf_counter() - t0)
