@@ -29,6 +29,11 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 # The README's placeholder in its `dvc remote add` line; the test puts its own path there.
 REMOTE_PLACEHOLDER = "/path/to/dvc-remote"
 
+#: dvc.yaml's outputs in the DVC cache; all but the first two persist across `dvc repro`
+CACHED_OUTS = ("results/tables", "results/figures", "data/synthetic", "cache", "results/runs",
+               "results/pretrain", ".snakemake/metadata")
+PERSISTENT_OUTS = CACHED_OUTS[2:]
+
 CHANGED_METHOD, KEPT_METHOD = "supervised_head", "supervised"
 CHANGED_KEY = f"methods.{CHANGED_METHOD}.head_dropout"
 
@@ -166,14 +171,20 @@ def test_repro_builds_the_outputs_and_a_second_repro_does_nothing(project):
     assert set(summary["ckplus"]) == {KEPT_METHOD, CHANGED_METHOD}, summary
     assert (repo / "results/plots/per_fold.csv").stat().st_size > 0
 
-    # dvc.lock: the declared params with their values; exactly the four outputs, data/ and
-    # cache/ are Snakemake's, not DVC's.
+    # dvc.lock: the declared params with their values; the outputs: tables and figures, the
+    # persistent data and artefacts (generated data, face caches, runs, pretrained encoders),
+    # metrics and plots.
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["benchmark"]
     assert lock["params"]["params.yaml"]["methods"][CHANGED_METHOD] == {
         "class": "supervised", "finetune": "head"}
     assert "resources" not in lock["params"]["params.yaml"]
-    assert sorted(o["path"] for o in lock["outs"]) == [
-        "results/figures", "results/plots/per_fold.csv", "results/summary.json", "results/tables"]
+    assert sorted(o["path"] for o in lock["outs"]) == sorted(
+        [*CACHED_OUTS, "results/plots/per_fold.csv", "results/summary.json"])
+    stage = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["benchmark"]
+    persistent = sorted(next(iter(o)) for o in stage["outs"] if isinstance(o, dict)
+                        and next(iter(o.values())).get("persist"))
+    assert persistent == sorted(PERSISTENT_OUTS), stage["outs"]
+    assert (repo / "data/synthetic/ckplus").is_dir() and any((repo / "cache/ckplus").iterdir())
 
     # Commit what the README says belongs in git (dvc.lock, metrics, plots) ...
     git(repo, "add", "dvc.lock", "results/summary.json", "results/plots/per_fold.csv")
@@ -189,6 +200,15 @@ def test_repro_builds_the_outputs_and_a_second_repro_does_nothing(project):
     assert "Running stage" not in second and "Job stats" not in second, second
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert dvc(repo, "status").strip() == "Data and pipelines are up to date."
+    # A killed job's leftovers in a persistent output are no part of it (.dvcignore).
+    run = run_file(repo, KEPT_METHOD).parent
+    leftovers = [run / "checkpoint_last.pt", run / ".model.pt.k3j_x9q2.pt",
+                 repo / "cache/ckplus/faces_48.npy.shrink"]
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    assert dvc(repo, "status").strip() == "Data and pipelines are up to date."
+    for path in leftovers:
+        path.unlink()
 
 
 def test_metrics_show_prints_the_summary_and_plots_read_the_per_fold_scores(project):
@@ -225,15 +245,42 @@ def test_readme_remote_command_then_push_and_pull_restore_the_tables(project, tm
     cloud = dvc(repo, "status", "--cloud")
     assert re.search(r"Cache and remote '[\w-]+' are in sync", cloud), cloud
 
-    outs = (repo / "results/tables", repo / "results/figures")
+    outs = [repo / out for out in CACHED_OUTS]
     digest = tree_digest(*outs)
     assert any(name.startswith("tables/") for name in digest), digest
-    for out in outs:
+    assert any(name.endswith("/model.pt") for name in digest), digest  # trained models travel
+
+    # Another machine: a clone of the commit, the README's remote line, `dvc pull`. Data, caches,
+    # runs and Snakemake's records arrive with the tables; once `snakemake --touch` has put the
+    # files' times in the DAG's order (a pull writes them in any order), nothing is to be done,
+    # and a changed method param reruns exactly that method's train job there too.
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    ok(clone, str(BIN / "dvc"), *argv[1:argv.index(REMOTE_PLACEHOLDER)], str(remote),
+       *argv[argv.index(REMOTE_PLACEHOLDER) + 1:])
+    dvc(clone, "pull")
+    assert tree_digest(*(clone / out for out in CACHED_OUTS)) == digest
+    assert dvc(clone, "status").strip() == "Data and pipelines are up to date."
+    snakemake = (str(BIN / "snakemake"), "--cores", "1")
+    ok(clone, *snakemake, "--touch")
+    dry = ok(clone, *snakemake, "--dry-run")
+    assert "Nothing to be done" in dry and "Job stats" not in dry, dry
+    assert tree_digest(*(clone / out for out in CACHED_OUTS[:-1])) == {
+        k: v for k, v in digest.items() if not k.startswith("metadata/")}
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["methods"][CHANGED_METHOD]["head_dropout"] = 0.5
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rules, trains = snakemake_jobs(ok(clone, *snakemake, "--dry-run"))
+    assert trains == {("ckplus", CHANGED_METHOD, "0", "0")}, rules
+    assert {r: n for r, n in rules.items() if r != "default"} == {"train": 1, "aggregate": 1}, rules
+
+    for out in outs[:2]:
         shutil.rmtree(out)
     shutil.rmtree(repo / ".dvc" / "cache")
     missing = json.loads(dvc(repo, "status", "--json"))
-    assert missing["benchmark"] == [{"changed outs": {"results/tables": "not in cache",
-                                                      "results/figures": "not in cache"}}], missing
+    assert missing["benchmark"] == [{"changed outs": {
+        out: "not in cache"
+        for out in CACHED_OUTS}}], missing
 
     pulled = dvc(repo, "pull")
     assert re.search(r"\b\d+ files? (fetched|added)", pulled), pulled
