@@ -352,7 +352,7 @@ def test_affwild2_malformed_label_files(tmp_path):
 
 def _fer2013_bad_pixels(root):
     L.fer2013_csv(root)
-    return Fer2013(), root, "fer2013.csv", lambda line: len(line.split(",")[1].split()) == 2303
+    return Fer2013(), root, "fer2013.csv", lambda line: len((line.split(",") + [""])[1].split()) == 2303
 
 
 def _affectnet_header(root):
@@ -376,8 +376,22 @@ def _affwild2_label_file(root):
     return AffWild2(), root, label.name, lambda line: line == "0.25,nope"
 
 
+def _with_blank_lines(build):
+    """The same file with a blank and a whitespace-only line after its second line: pandas skips
+    them, so data row i is no longer line i + 2."""
+    def built(root):
+        reader, root, name, is_bad = build(root)
+        path = next(p for p in root.rglob(name))
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[:2] + ["\n", "   \n"] + lines[2:]))
+        return reader, root, name, is_bad
+    return built
+
+
 LINE_CASES = {"fer2013": _fer2013_bad_pixels, "affectnet_header": _affectnet_header,
-              "affectnet_headerless": _affectnet_headerless, "affwild2": _affwild2_label_file}
+              "affectnet_headerless": _affectnet_headerless, "affwild2": _affwild2_label_file,
+              "fer2013_blank_lines": _with_blank_lines(_fer2013_bad_pixels),
+              "affectnet_blank_lines": _with_blank_lines(_affectnet_header)}
 
 
 @pytest.mark.parametrize("case", sorted(LINE_CASES))

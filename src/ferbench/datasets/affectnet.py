@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ferbench.datasets.base import (
-    EMOTIONS, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, file_line, make_table, open_image,
+    EMOTIONS, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, csv_line, make_table, open_image,
     require_root,
 )
 from ferbench.errors import FerbenchError
@@ -237,11 +237,11 @@ def _csv_rows(path: Path, split: str, prefix: str, listing: "_FolderListing", se
     rows = []
     for i in range(n):
         if reasons[i] is not None:
-            _skip(skips, reasons[i], f"{path} line {file_line(i, header)}")
+            _skip(skips, reasons[i], f"{path} line {csv_line(path, i, header)}")
             continue
         on_disk = listing.resolve(paths[i])
         if on_disk is None:
-            skips.skip(R_MISSING, f"{path} line {file_line(i, header)} ({prefix}{paths[i]})")
+            skips.skip(R_MISSING, f"{path} line {csv_line(path, i, header)} ({prefix}{paths[i]})")
             continue
         seen.add(paths[i])
         folder, _, filename = on_disk.rpartition("/")

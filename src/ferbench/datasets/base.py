@@ -30,7 +30,9 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
+import functools
 import math
+import os
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator
 
@@ -87,6 +89,20 @@ def file_line(row: int, header: bool = True) -> int:
     """The 1-based file line of 0-based data row ``row`` of a CSV or label file: the one line
     convention of every reader's messages (with a header on line 1, data row 0 is line 2)."""
     return row + (2 if header else 1)
+
+
+def csv_line(path: str | Path, row: int, header: bool = True) -> int:
+    """file_line for a CSV read by pandas, which skips blank (and whitespace-only) lines: the
+    line of data row ``row`` counted past any of them. Reads the file once, at its first message."""
+    lines = _data_lines(str(path), os.stat(path).st_mtime_ns, header)
+    return lines[row] if 0 <= row < len(lines) else file_line(row, header)
+
+
+@functools.lru_cache(maxsize=4)
+def _data_lines(path: str, mtime_ns: int, header: bool) -> tuple[int, ...]:
+    with open(path, "rb") as handle:
+        lines = [number for number, line in enumerate(handle, 1) if line.strip()]
+    return tuple(lines[1:] if header else lines)
 
 
 def make_table(rows: Iterable[dict[str, Any]], dataset: str) -> pd.DataFrame:

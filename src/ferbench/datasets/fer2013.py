@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ferbench.datasets.base import (
-    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, file_line, make_table, open_image,
+    BASIC_SIX, SIX_AND_NEUTRAL, Reader, ReadResult, SkipLog, csv_line, make_table, open_image,
     require_root,
 )
 from ferbench.errors import FerbenchError
@@ -156,7 +156,7 @@ class Fer2013(Reader):
         kept = []
         for i in range(len(frame)):
             if reasons[i] is not None:
-                skips.skip(reasons[i], f"{csv_path} line {file_line(i)}")
+                skips.skip(reasons[i], f"{csv_path} line {csv_line(csv_path, i)}")
                 continue
             kept.append(i)
             rows.append({
@@ -182,7 +182,7 @@ def _row_image(csv_path: Path, key: str, pixels: np.ndarray, ok: np.ndarray) -> 
     if not 0 <= index < len(ok):
         raise FerbenchError(f"{csv_path}#{key}: no such data row (file has {len(ok)})")
     if not ok[index]:
-        raise FerbenchError(f"{csv_path} line {file_line(index)} (#{index}): {R_PIXELS}")
+        raise FerbenchError(f"{csv_path} line {csv_line(csv_path, index)} (#{index}): {R_PIXELS}")
     return pixels[index].reshape(SIDE, SIDE).copy()
 
 
