@@ -155,7 +155,8 @@ def test_each_pass_steps_its_own_networks(monkeypatch) -> None:
     optimizers, _ = m.configure_optimizers()
     assert isinstance(optimizers["main"], torch.optim.Adam) and isinstance(optimizers["heads"], torch.optim.SGD)
     assert [g["name"] for g in optimizers["heads"].param_groups] == ["projection", "dis_head"]
-    assert optimizers["heads"].param_groups[0]["lr"] == 0.01
+    assert optimizers["heads"].param_groups[0]["lr"] == pytest.approx(0.1)   # 100 x Adam's 1e-3
+    assert _method(head_lr=0.01).configure_optimizers()[0]["heads"].param_groups[0]["lr"] == 0.01
     owner = {id(p): name.split(".")[0] for name, p in m.named_parameters()}
     stepped: list[set[str]] = []
     for opt in optimizers.values():
@@ -171,7 +172,8 @@ def test_each_pass_steps_its_own_networks(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("hp", [{"similarity": "f1"}, {"similarity": "f2"}, {"contrastive": "infonce"},
-                                {"contrastive": "barlow"}, {"dis": False}, {"fidelity": "code"},
+                                {"contrastive": "barlow"}, {"dis": False}, {"projection_tanh": True},
+                                {"fidelity": "code"},
                                 {"fidelity": "code", "mu": 0.5}])
 def test_variants_train_one_step(hp) -> None:
     m = _method(**hp)
