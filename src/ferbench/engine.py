@@ -59,8 +59,8 @@ import torch
 
 from ferbench import io
 from ferbench.augment import Augmenter
-from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, rng_state, save_torch,
-                                 set_rng_state)
+from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, load_torch_file, rng_state,
+                                 save_torch, set_rng_state)
 from ferbench.config import load_config, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
@@ -575,12 +575,7 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
 
 
 def load_encoder(path: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    if not path.is_file():
-        raise FerbenchError(f"{path}: pretrained encoder does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FerbenchError(f"{path}: corrupt or unreadable encoder ({type(err).__name__})") from None
+    payload = load_torch_file(path, "pretrained encoder")
     if not isinstance(payload, dict) or "state" not in payload:
         raise FerbenchError(f"{path}: not a ferbench encoder (no 'state')")
     backbone = settings["train"]["backbone"]

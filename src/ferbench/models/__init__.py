@@ -76,14 +76,9 @@ def _strict_keys(backbone: nn.Module, state: dict[str, Any]) -> tuple[list[str],
 
 
 def _backbone_state_from_file(path: Path) -> dict[str, Any]:
-    import torch
+    from ferbench.checkpoint import load_torch_file
 
-    if not path.is_file():
-        raise FerbenchError(f"{path}: backbone weights file does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FerbenchError(f"{path}: unreadable weights file ({type(err).__name__})") from None
+    payload = load_torch_file(path, "backbone weights file")
     if isinstance(payload, dict) and isinstance(payload.get("state"), dict):
         payload = payload["state"]          # a ferbench encoder.pt
     if not isinstance(payload, dict) or not payload:
