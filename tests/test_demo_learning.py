@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy.stats import binomtest
 
 from ferbench import cli
 from ferbench.synthetic import SyntheticConfig, write_layout
@@ -47,9 +48,9 @@ def ckplus(tmp_path_factory):
     return root, config, cache, folds
 
 
-def train(setup, method: str, fold: int, stage: str = "train", *extra: str) -> dict:
+def train(setup, method: str, fold: int, stage: str = "train", *extra: str, tag: str = "") -> dict:
     root, config, cache, folds = setup
-    out = root / stage / method / f"fold{fold}"
+    out = root / stage / f"{method}{tag}" / f"fold{fold}"
     assert cli.main([stage, "--config", str(config), "--dataset", "ckplus", "--method", method,
                      "--fold", str(fold), "--seed", "0", "--cache", str(cache),
                      "--folds", str(folds), "--out", str(out), "--threads", "1",
@@ -57,12 +58,33 @@ def train(setup, method: str, fold: int, stage: str = "train", *extra: str) -> d
     return json.loads((out / "metrics.json").read_text())
 
 
+def _far_above_chance(result: dict) -> float:
+    """p-value of the test accuracy under guessing (one-sided binomial test against 1/7)."""
+    n = result["n_test"]
+    correct = round(result["metrics"]["accuracy"] * n)
+    return binomtest(correct, n, CHANCE, alternative="greater").pvalue
+
+
 def test_supervised_baseline_is_well_above_chance_on_every_demo_fold(ckplus):
-    accuracies = {fold: train(ckplus, "supervised", fold)["metrics"]["accuracy"]
-                  for fold in FOLDS}
-    assert all(acc >= 2.5 * CHANCE for acc in accuracies.values()), accuracies
+    results = {fold: train(ckplus, "supervised", fold) for fold in FOLDS}
+    accuracies = {fold: r["metrics"]["accuracy"] for fold, r in results.items()}
+    # every fold far beyond what guessing gives on its ~45 test samples, the mean 2.5x chance
+    assert all(_far_above_chance(r) < 1e-3 for r in results.values()), accuracies
+    assert sum(accuracies.values()) / len(accuracies) >= 2.5 * CHANCE, accuracies
     # identity stays a real nuisance: the demo is not solved outright
     assert sum(accuracies.values()) / len(accuracies) < 0.95, accuracies
+
+
+def test_cpu_budget_reaches_the_demo_bar(ckplus, tmp_path):
+    """The `cpu` budget's recipe (params.yaml) on synthetic CK+ fold 0 clears the same bar."""
+    root, config, cache, folds = ckplus
+    params = yaml.safe_load(config.read_text())
+    params["budget"] = "cpu"
+    cpu_config = tmp_path / "cpu.yaml"
+    cpu_config.write_text(yaml.safe_dump(params))
+    result = train((root, cpu_config, cache, folds), "supervised", 0, tag="_cpu")
+    assert result["budget"] == "cpu" and _far_above_chance(result) < 1e-3, result["metrics"]
+    assert result["metrics"]["accuracy"] >= 2.5 * CHANCE, result["metrics"]
 
 
 def test_gcnet_generator_estimates_the_neutral_face_far_better_than_identity(ckplus):
