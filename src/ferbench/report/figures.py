@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ferbench.io import atomic_path  # noqa: E402
+from ferbench import io  # noqa: E402
 from ferbench.report.outputs import Outputs, safe_name  # noqa: E402
 from ferbench.report.runs import Run, data_label, variant_order  # noqa: E402
 
@@ -47,7 +47,7 @@ class Figures:
     def save(self, fig: plt.Figure, stem: str, caption: str) -> None:
         for fmt in FORMATS:
             path = self.out.path(f"{stem}.{fmt}")
-            with atomic_path(path, suffix=f".{fmt}") as tmp:
+            with io.atomic_path(path, suffix=f".{fmt}") as tmp:
                 # no creation date in the PDF: the same runs give the same bytes
                 meta = {"CreationDate": None} if fmt == "pdf" else {}
                 fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)
