@@ -125,16 +125,22 @@ def test_dry_run_has_one_train_job_per_dataset_method_fold_seed(parsed):
 def test_shipped_params_pretrain_once_per_shared_encoder(parsed):
     """The default run: GCNet's four variants share one pretraining per CK+ fold (their S/R
     switches are train-only); the triplet runs pretrain once on all CK+ subjects per sampler
-    (FC-only and full fine-tuning share it), never per FER-2013 fold."""
+    (FC-only and full fine-tuning share it), never per FER-2013 fold; each seed 001 run
+    pretrains once on all CK+ subjects for its AffectNet target (their settings differ)."""
     result = parsed["shipped"].result()
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     pretrain = sorted(set(re.findall(r"output: \S*/pretrain/(\w+)/(\w+)/(fold\w+)/seed0/encoder\.pt", out)))
-    assert pretrain == [("ckplus", "gcnet_s0r0", "fold0"), ("ckplus", "triplet_m12_fc_only", "foldall"),
-                        ("ckplus", "triplet_m1_fc_only", "foldall")]
+    ssl = ["byol", "mocov2", "simclr", "ssl_all", "ssl_timeaug", "ssl_timeaug_faceswap_maskfn",
+           "ssl_timeaug_hardneg", "ssl_timeaug_hardneg_cutmix", "ssl_timeaug_hardneg_faceswap",
+           "ssl_timeaug_hardneg_maskfn"]
+    assert pretrain == sorted([("ckplus", "gcnet_s0r0", "fold0"), ("ckplus", "triplet_m12_fc_only", "foldall"),
+                               ("ckplus", "triplet_m1_fc_only", "foldall")]
+                              + [("ckplus", name, "foldall") for name in ssl])
     consumers = re.findall(r"input: \S*cache/(\w+)/faces_\d+\.npy.*?/pretrain/\w+/(\w+)/fold\w+/seed0/encoder\.pt", out)
     assert sorted(consumers) == sorted([("ckplus", "gcnet_s0r0")] * 4 + [("fer2013", "triplet_m1_fc_only")] * 2
-                                       + [("fer2013", "triplet_m12_fc_only")] * 2)
+                                       + [("fer2013", "triplet_m12_fc_only")] * 2
+                                       + [("affectnet", name) for name in ssl])
 
 
 def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):
