@@ -63,13 +63,9 @@ def _inspect(root: Path, capsys, *flags: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def test_inspect_reports_split_statistics_and_flags_a_blurred_training_split(fer2013, tmp_path, capsys) -> None:
-    rc, out, err = _inspect(fer2013, capsys, "--json")
-    summary = json.loads(out)
-    assert rc == 0 and summary["split_warnings"] == [] and "warning" not in err
-    assert set(summary["split_statistics"]) == {"train", "val", "test"}
-    assert summary["split_statistics"]["train"]["height"] == 48
-
+@pytest.fixture(scope="module")
+def blurred_fer2013(fer2013, tmp_path_factory) -> Path:
+    """The synthetic FER-2013 copy with its Training rows blurred, its test rows left sharp."""
     csv = pd.read_csv(fer2013 / "fer2013.csv")
     train = csv["Usage"] == "Training"
 
@@ -78,13 +74,68 @@ def test_inspect_reports_split_statistics_and_flags_a_blurred_training_split(fer
         return " ".join(map(str, cv2.GaussianBlur(image, (0, 0), 2.5).ravel()))
 
     csv.loc[train, "pixels"] = csv.loc[train, "pixels"].map(blur)
-    damaged = tmp_path / "fer2013"
+    damaged = tmp_path_factory.mktemp("blurred") / "fer2013"
     damaged.mkdir()
     csv.to_csv(damaged / "fer2013.csv", index=False)
-    rc, out, err = _inspect(damaged, capsys)
+    return damaged
+
+
+def test_inspect_reports_split_statistics_and_flags_a_blurred_training_split(fer2013, blurred_fer2013,
+                                                                             capsys) -> None:
+    rc, out, err = _inspect(fer2013, capsys, "--json")
+    summary = json.loads(out)
+    assert rc == 0 and summary["split_warnings"] == [] and "warning" not in err
+    assert set(summary["split_statistics"]) == {"train", "val", "test"}
+    assert summary["split_statistics"]["train"]["height"] == 48
+
+    rc, out, err = _inspect(blurred_fer2013, capsys)
     assert rc == 0 and "split statistics" in out
     warnings = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "sharpness" in warnings[0] and "split 'train'" in warnings[0]
-    rc, out, err = _inspect(damaged, capsys, "--strict")
+    rc, out, err = _inspect(blurred_fer2013, capsys, "--strict")
     errors = [line for line in err.splitlines() if "error" in line]
     assert rc == 2 and len(errors) == 1 and "sharpness" in errors[0] and "--strict" in errors[0]
+
+
+def _prepare(root: Path, out: Path, capsys, *flags: str) -> tuple[int, str, str]:
+    rc = cli.main(["prepare", "fer2013", str(root), "--out", str(out), "--size", "48", "--channels", "1", *flags])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_prepare_reports_split_statistics_and_warns_on_a_blurred_training_split(
+        fer2013, blurred_fer2013, tmp_path, capsys) -> None:
+    rc, out, err = _prepare(fer2013, tmp_path / "sound", capsys)
+    report = json.loads((tmp_path / "sound" / "report.json").read_text())
+    assert rc == 0 and "warning" not in err and report["split_warnings"] == []
+    assert set(report["split_statistics"]) == {"train", "val", "test"}
+    assert "split statistics (medians)" in out and "sharpness" in out
+
+    rc, out, err = _prepare(blurred_fer2013, tmp_path / "warned", capsys)
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert rc == 0 and len(warnings) == 1, err
+    assert "sharpness" in warnings[0] and "split 'train'" in warnings[0] and "fer2013 splits" in warnings[0]
+    report = json.loads((tmp_path / "warned" / "report.json").read_text())
+    (finding,) = report["split_warnings"]
+    assert finding.startswith("sharpness") and report["images"] > 0   # cached anyway: a warning
+    stats = report["split_statistics"]
+    assert stats["train"]["sharpness"] * 3 < min(stats["val"]["sharpness"], stats["test"]["sharpness"])
+    assert "split warnings: 1" in out
+
+
+@pytest.mark.parametrize("flags, named", [(("--strict",), "--strict"),
+                                          (("--split-check", "error"), "--split-check error")])
+def test_prepare_split_check_as_an_error_stops_before_caching(blurred_fer2013, tmp_path, capsys,
+                                                               flags, named) -> None:
+    out = tmp_path / "cache"
+    rc, _, err = _prepare(blurred_fer2013, out, capsys, *flags)
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert rc == 2 and len(errors) == 1, err
+    assert "sharpness" in errors[0] and "split 'train'" in errors[0] and named in errors[0]
+    assert not (out / "report.json").exists() and not list(out.glob("faces_*.npy"))
+
+
+def test_prepare_split_check_off_skips_it(blurred_fer2013, tmp_path, capsys) -> None:
+    rc, _, err = _prepare(blurred_fer2013, tmp_path / "off", capsys, "--split-check", "off")
+    report = json.loads((tmp_path / "off" / "report.json").read_text())
+    assert rc == 0 and "warning" not in err and "split_statistics" not in report

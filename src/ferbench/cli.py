@@ -58,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-per", choices=("auto", "frame", "sequence"), default="auto",
                    help="one crop box per frame, or per sequence from the union of its landmark "
                         "boxes (auto: per sequence for fixed-camera datasets such as CK+, MMI)")
-    p.add_argument("--strict", action="store_true")
+    p.add_argument("--strict", action="store_true",
+                   help="an unreadable sample, or splits that differ far beyond sampling, is an error")
+    p.add_argument("--split-check", choices=("warn", "error", "off"), default="warn",
+                   help="compare the official splits' image statistics before caching: a finding "
+                        "is a warning, an error, or the check is skipped (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_lazy("ferbench.preprocess:main"))
 

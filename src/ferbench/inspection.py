@@ -11,7 +11,7 @@ Keys (text, or exactly these in the one --json object):
   splits     official protocols instead of folds: split -> protocol samples
   skipped    reason -> count (the reader's, plus "unreadable image" with --verify)
   split_statistics  official splits only: split -> image count and median size, channels,
-             contrast and sharpness over up to SPLIT_SAMPLE images per split
+             contrast and sharpness over up to split_check.SPLIT_SAMPLE images per split
              (see ferbench.split_check)
   split_warnings    the statistics on which the splits differ far beyond sampling; with
              --strict the first one is an error
@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -35,10 +34,7 @@ from ferbench.datasets.base import Reader
 from ferbench.errors import FerbenchError
 from ferbench.preprocess import UNREADABLE
 from ferbench.protocols import assign_folds
-from ferbench.split_check import compare_splits, split_statistics, summarize_splits
-
-#: images decoded per official split for the split check (a seeded random sample)
-SPLIT_SAMPLE = 300
+from ferbench.split_check import check_splits, format_summary, report_problems, summary_dict
 
 
 def _units(folds_df: pd.DataFrame) -> pd.Series:
@@ -99,24 +95,6 @@ def verify_images(reader: Reader, root: Path, table: pd.DataFrame, strict: bool,
     return pd.Series(ok, index=table.index, dtype=bool)
 
 
-def check_splits(reader: Reader, root: Path, table: pd.DataFrame, sample: int = SPLIT_SAMPLE,
-                 seed: int = 0) -> tuple[pd.DataFrame | None, list[str]]:
-    """Per-split statistics of up to ``sample`` decoded images per official split, and the
-    split check's findings; (None, []) for a dataset without official splits."""
-    if "split" not in table.columns or table["split"].nunique() < 2:
-        return None, []
-    rng = np.random.default_rng(seed)
-    picked: list[int] = []
-    for rows in table[table["split"].notna()].groupby("split").groups.values():
-        rows = np.asarray(rows)
-        picked.extend(rng.choice(rows, min(len(rows), sample), replace=False).tolist())
-    chosen = table.loc[sorted(picked)]
-    pairs = [(image, split) for image, split in zip(reader.iter_images(root, chosen), chosen["split"])
-             if not isinstance(image, FerbenchError)]
-    stats = split_statistics((i for i, _ in pairs), (s for _, s in pairs))
-    return stats, compare_splits(stats)
-
-
 def format_text(dataset: str, root: str, variant: str, summary: Mapping[str, Any]) -> str:
     lines = [f"{dataset} at {root}" + (f" ({variant})" if variant else "")]
     for key in ("images", "sequences", "subjects"):
@@ -134,10 +112,7 @@ def format_text(dataset: str, root: str, variant: str, summary: Mapping[str, Any
         lines.append("  splits     " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
     if summary.get("split_statistics"):
         lines.append("  split statistics (medians)")
-        for split, row in summary["split_statistics"].items():
-            lines.append(f"    {split:<10} {row['images']:>6} images  size {row['height']:g}x{row['width']:g}, "
-                         f"{row['channels']:g} channel(s), contrast {row['contrast']:.3f}, "
-                         f"sharpness {row['sharpness']:.3g}")
+        lines.extend(format_summary(summary["split_statistics"]))
     if summary["skipped"]:
         lines.append("  skipped")
         lines.extend(f"    {n:>6}  {reason}" for reason, n in summary["skipped"].items())
@@ -163,15 +138,9 @@ def main(args: argparse.Namespace) -> int:
     summary = summarize(table, args.dataset, skipped, None, getattr(args, "fold_file", None))
     stats, problems = check_splits(reader, root, table)
     if stats is not None:
-        summary["split_statistics"] = {
-            split: {k: (int(v) if k == "images" else float(v)) for k, v in row.items()}
-            for split, row in summarize_splits(stats).iterrows()}
+        summary["split_statistics"] = summary_dict(stats)
         summary["split_warnings"] = problems
-    for problem in problems:
-        message = f"{root}: the {args.dataset} splits differ far beyond sampling: {problem}"
-        if args.strict:
-            raise FerbenchError(message + " (--strict)")
-        print(f"warning: {message}", file=sys.stderr)
+    report_problems(problems, f"{root}: the {args.dataset} splits", args.strict)
     if args.json:
         print(json.dumps(summary))
     else:

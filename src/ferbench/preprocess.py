@@ -33,6 +33,14 @@ sample table, ``settings`` (dataset, sizes, channels, margin, crop_per, precropp
 ``fingerprint`` of both. Unreadable images are counted
 under skipped "unreadable image" and left out of samples.parquet; with --strict the first one
 is an error naming the file.
+
+Split check (datasets with official splits; ferbench.split_check): before any face is cached,
+a seeded sample of each split is decoded and its image statistics (size, channels, contrast,
+sharpness) compared. Their per-split medians are printed and recorded in report.json
+(``split_statistics``, ``split_warnings``); a split that differs far beyond sampling (a blurred
+training split beside sharp test splits) is a ``warning:`` line naming the splits and the
+statistic. ``--split-check error`` (or --strict, or ``datasets.<name>.split_check: error`` in
+params.yaml) makes it an error before anything is written; ``off`` skips the check.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ from ferbench import io, provenance
 from ferbench.datasets import get_reader
 from ferbench.datasets.base import Reader, ReadResult
 from ferbench.errors import FerbenchError
+from ferbench.split_check import check_splits, format_summary, report_problems, summary_dict
 
 CROP_METHODS = ("landmarks", "box", "detector", "center", "whole")
 UNREADABLE = "unreadable image"
@@ -67,6 +76,8 @@ CHUNK_ROWS = 32
 #: Below this many images a worker process costs more to start (~1 CPU-second of imports)
 #: than it saves: decode in this process.
 PROCESS_MIN_ROWS = 1000
+#: --split-check modes: a finding is a warning, an error, or the check is not run
+SPLIT_CHECK_MODES = ("warn", "error", "off")
 #: Images are shrunk to at most this side before running the Haar cascade (speed; faces in
 #: these datasets are large).
 DETECT_MAX_SIDE = 480
@@ -432,8 +443,11 @@ def prepare_cache(
     result: ReadResult | None = None,
     progress: bool = True,
     crop_per: str = "auto",
+    split_check: str = "warn",
 ) -> dict[str, Any]:
-    """Read (unless ``result`` is given), crop and cache a dataset into ``out``; returns the report."""
+    """Read (unless ``result`` is given), crop and cache a dataset into ``out``; returns the report.
+
+    ``split_check``: warn, error or off (see the module doc); ``strict`` makes it error."""
     root, out = Path(root), Path(out)
     sizes = list(dict.fromkeys(int(s) for s in sizes))
     if not sizes or any(s < 1 for s in sizes):
@@ -453,6 +467,16 @@ def prepare_cache(
         raise FerbenchError(f"--crop-per must be auto, frame or sequence, got {crop_per!r}")
     per_sequence = crop_per == "sequence" or (crop_per == "auto" and getattr(reader, "fixed_camera", False))
     crop_table = sequence_boxes(table) if per_sequence else table
+    if split_check not in SPLIT_CHECK_MODES:
+        raise FerbenchError(f"--split-check must be one of {', '.join(SPLIT_CHECK_MODES)}, got {split_check!r}")
+    split_report: dict[str, Any] = {}
+    if split_check != "off":
+        # before the long pass: a damaged copy fails (error mode) before anything is written
+        stats, problems = check_splits(reader, root, table)
+        if stats is not None:
+            split_report = {"split_statistics": summary_dict(stats), "split_warnings": problems}
+            report_problems(problems, f"{root}: the {name} splits", strict or split_check == "error",
+                            "--strict" if strict else "--split-check error")
 
     spec = {
         "sizes": sizes, "channels": channels, "margin": float(margin),
@@ -532,6 +556,7 @@ def prepare_cache(
                 "settings": settings,
                 "samples_fingerprint": samples_fp,
                 "fingerprint": provenance.cache_fingerprint(samples_fp, settings),
+                **split_report,
             }
             io.write_json(report_tmp, report)
         _remove_stale_sizes(out, sizes)
@@ -572,10 +597,16 @@ def main(args: argparse.Namespace) -> int:
     report = prepare_cache(
         reader, Path(args.root), Path(args.out), sizes=args.size, channels=args.channels,
         margin=args.margin, strict=args.strict, threads=args.threads, crop_per=args.crop_per,
+        split_check=getattr(args, "split_check", "warn"),
     )
     skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
     crops = ", ".join(f"{k} {v}" for k, v in report["crop"].items() if v)
     print(f"{report['dataset']}: cached {report['images']} faces at {report['sizes']} px, "
           f"{report['channels']} channel(s) -> {args.out}")
     print(f"  crop: {crops}; skipped: {skipped}")
+    if report.get("split_statistics"):
+        print("  split statistics (medians)")
+        print("\n".join(format_summary(report["split_statistics"])))
+        if report["split_warnings"]:
+            print(f"  split warnings: {len(report['split_warnings'])} (see the warning lines)")
     return 0

@@ -14,10 +14,16 @@ test split, below the majority class). Nothing else in a run points at it, so ``
 A statistic is flagged when two splits' medians differ more than ``ratio`` times (contrast,
 sharpness) or their most common value differs (size, channels). Splits of fewer than
 ``MIN_IMAGES`` images are not compared: their medians say too little.
+
+``check_splits`` decodes a seeded sample of each official split through the dataset's reader
+(the same for ``inspect`` and ``prepare``); ``report_problems`` writes one warning line per
+finding, or raises on the first in strict mode.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -25,6 +31,8 @@ import pandas as pd
 from scipy import ndimage
 
 from ferbench.augment import GREY_WEIGHTS
+from ferbench.datasets.base import Reader
+from ferbench.errors import FerbenchError
 
 STATISTICS = ("height", "width", "channels", "contrast", "sharpness")
 #: statistics compared by the ratio of medians; the others by their most common value
@@ -33,6 +41,8 @@ RATIO_STATISTICS = ("contrast", "sharpness")
 MIN_IMAGES = 10
 #: a ratio of split medians beyond this is far outside what sampling gives for natural faces
 DEFAULT_RATIO = 3.0
+#: images decoded per official split for the check (a seeded random sample)
+SPLIT_SAMPLE = 300
 
 
 def image_statistics(image: np.ndarray) -> dict[str, float]:
@@ -87,3 +97,46 @@ def compare_splits(stats: pd.DataFrame, ratio: float = DEFAULT_RATIO) -> list[st
                 problems.append(f"{stat}: the splits' most common values differ ({shown})")
     return problems
 
+
+
+def check_splits(reader: Reader, root: Path, table: pd.DataFrame, sample: int = SPLIT_SAMPLE,
+                 seed: int = 0) -> tuple[pd.DataFrame | None, list[str]]:
+    """Per-image statistics of up to ``sample`` decoded images per official split (a seeded
+    random sample, so a rerun decodes the same images), and the check's findings;
+    (None, []) for a dataset without official splits. Unreadable images are left out."""
+    if "split" not in table.columns or table["split"].nunique() < 2:
+        return None, []
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for rows in table[table["split"].notna()].groupby("split").groups.values():
+        rows = np.asarray(rows)
+        picked.extend(rng.choice(rows, min(len(rows), sample), replace=False).tolist())
+    chosen = table.loc[sorted(picked)]
+    pairs = [(image, split) for image, split in zip(reader.iter_images(root, chosen), chosen["split"])
+             if not isinstance(image, FerbenchError)]
+    stats = split_statistics((i for i, _ in pairs), (s for _, s in pairs))
+    return stats, compare_splits(stats)
+
+
+def summary_dict(stats: pd.DataFrame) -> dict[str, dict[str, float | int]]:
+    """split -> {images, median height, width, channels, contrast, sharpness}: JSON-ready."""
+    return {split: {k: (int(v) if k == "images" else float(v)) for k, v in row.items()}
+            for split, row in summarize_splits(stats).iterrows()}
+
+
+def format_summary(summary: dict[str, dict[str, float | int]], indent: str = "    ") -> list[str]:
+    """One text line per split: image count and the medians."""
+    return [f"{indent}{split:<10} {row['images']:>6} images  size {row['height']:g}x{row['width']:g}, "
+            f"{row['channels']:g} channel(s), contrast {row['contrast']:.3f}, "
+            f"sharpness {row['sharpness']:.3g}" for split, row in summary.items()]
+
+
+def report_problems(problems: list[str], splits: str, strict: bool, flag: str = "--strict") -> None:
+    """Each finding as one ``warning:`` line on stderr; with ``strict`` the first is an error
+    (a FerbenchError naming ``splits``, e.g. "data/fer2013: the fer2013 splits", the two
+    splits and the statistic)."""
+    for problem in problems:
+        message = f"{splits} differ far beyond sampling: {problem}"
+        if strict:
+            raise FerbenchError(f"{message} ({flag})")
+        print(f"warning: {message}", file=sys.stderr)

@@ -95,6 +95,11 @@ def dataset_root(wildcards):
     return config["datasets"][wildcards.dataset]["root"]
 
 
+def split_check_arg(wildcards):
+    """`prepare --split-check`: datasets.<name>.split_check, warn when absent."""
+    return config["datasets"][wildcards.dataset].get("split_check") or "warn"
+
+
 def n_folds(dataset):
     """Folds of the dataset's protocol (official = 1), resolved as `ferbench folds` does."""
     try:

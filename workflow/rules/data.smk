@@ -39,6 +39,7 @@ rule prepare:
     params:
         root=dataset_root,
         sizes=sizes_arg,
+        split_check=split_check_arg,
     log:
         results_path("logs", "prepare", "{dataset}.log"),
     benchmark:
@@ -53,7 +54,7 @@ rule prepare:
     shell:
         "ferbench prepare {wildcards.dataset:q} {params.root:q}"
         ' --out "$(dirname {output.samples:q})" --size {params.sizes}'
-        " --threads {threads} > {log:q} 2>&1"
+        " --split-check {params.split_check} --threads {threads} > {log:q} 2>&1"
 
 
 rule folds:
