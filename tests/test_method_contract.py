@@ -61,8 +61,11 @@ class ToyTwoOptimizers(Method):
     def optimizer_settings(self):
         return {"critic": {"optimizer": "sgd", "lr": 0.01, "weight_decay": 0.0}}
 
+    def features(self, x):
+        return self.backbone(x)
+
     def predict(self, x):
-        out = self.head(self.backbone(x))
+        out = self.head(self.features(x))
         return torch.tanh(out) if self.task.task == "va" else out
 
     def task_loss(self, out, batch):
@@ -206,6 +209,31 @@ def _built(root: Path, config: Path, stage: str) -> tuple[Method, object]:
     return method, data
 
 
+def _check_embeddings(whole: Path, broken: Path, data, method: Method) -> None:
+    """embeddings.parquet: one row per test sample, in predictions.parquet's order, one fixed
+    width (the features the head reads), finite; a resumed run writes the same numbers."""
+    emb = pd.read_parquet(whole / "embeddings.parquet")
+    preds = pd.read_parquet(whole / "predictions.parquet")
+    test_ids = data.folds["sample_id"].to_numpy(object)[data.indices["test"]]
+    assert len(emb) == len(test_ids) > 0
+    assert emb["sample_id"].tolist() == preds["sample_id"].tolist() == list(test_ids)
+    values = emb.drop(columns="sample_id")
+    width = values.shape[1]
+    assert width >= 2 and list(values.columns) == [f"e{j}" for j in range(width)]
+    assert (values.dtypes == np.float32).all() and np.isfinite(values.to_numpy()).all()
+    # the width is the method's own, and the features are what its head reads
+    size = method.task.image_size
+    x = torch.rand(3, method.in_channels, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        method.eval()
+        z = method.features(x)
+        out, z2 = method.predict_with_features(x)
+        assert tuple(z.shape) == (3, width) and torch.equal(z, z2)
+        torch.testing.assert_close(method.predict(x), method.head(z))
+        torch.testing.assert_close(out, method.predict(x))
+    pd.testing.assert_frame_equal(emb, pd.read_parquet(broken / "embeddings.parquet"))
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one_thread) -> None:
     cls = get_method(name)
@@ -244,6 +272,8 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one
         a = json.loads((whole / "metrics.json").read_text())
         b = json.loads((broken / "metrics.json").read_text())
         assert a.get("metrics") == b.get("metrics") and a.get("losses") == b.get("losses")
+        if stage == "train":
+            _check_embeddings(whole, broken, data, method)
         if stage == "pretrain":
             # the encoder round trip: what train loads is exactly what pretraining exported
             encoder = torch.load(whole / "encoder.pt", weights_only=True)

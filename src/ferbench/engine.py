@@ -22,6 +22,9 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        wall_s, budget, backbone, device, extra: {method-specific numbers}}
   predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
                        va: sample_id, valence, arousal, pred_valence, pred_arousal
+  embeddings.parquet   sample_id, e0 .. e{D-1} (float32): the test samples' features the head
+                       reads (Method.features; without test-time flipping), rows in the order
+                       of predictions.parquet; the report's t-SNE figure draws them
   model.pt             the method's full state_dict (CPU tensors; torch.load(weights_only=True))
   train_log.csv        step, epoch, lr, each logged loss term (means since the previous row),
                        val_<metric> on epoch-end rows when the protocol has a validation split
@@ -419,7 +422,7 @@ class Trainer:
     def end_epoch(self) -> None:
         extra: dict[str, Any] = {}
         if self.method.stage == "train" and len(self.data.indices.get("val", [])):
-            scores, _ = evaluate(self, self.data.indices["val"])
+            scores, _, _ = evaluate(self, self.data.indices["val"])
             extra = {f"val_{k}": v for k, v in scores["metrics"].items()}
             self.log(f"epoch {self.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         self.method.on_epoch_end(self.epoch)
@@ -435,10 +438,12 @@ class Trainer:
 
 # -- evaluation -------------------------------------------------------------------------------
 @torch.inference_mode()
-def predict(trainer: Trainer, positions: np.ndarray) -> np.ndarray:
+def predict(trainer: Trainer, positions: np.ndarray, features: bool = False
+            ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Method outputs (float32 numpy) for ``positions``, in order, without augmentation; with
     the schedule's ``tta: flip`` the mean of the outputs for each image and its mirror image
-    (logits for classification)."""
+    (logits for classification). ``features``: also the features the head reads [N, D]
+    (Method.features, of the image itself, not its mirror image), as ``(outputs, features)``."""
     method = trainer.method
     was_training = method.training
     method.eval()
@@ -447,29 +452,38 @@ def predict(trainer: Trainer, positions: np.ndarray) -> np.ndarray:
     tta = trainer.schedule.get("tta", "none")
     if tta not in TTA:
         raise FerbenchError(f"tta: {tta!r} (choose from {', '.join(TTA)})")
-    outs = []
+    outs, feats = [], []
     try:
         with Prefetcher(trainer.data, chunks, pin=trainer.cuda) as feed:
             for host in feed:
                 batch = trainer.prepare(host, train=False)
                 with trainer.autocast():
-                    out = method.predict(batch.x).float()
+                    if features:
+                        out, z = method.predict_with_features(batch.x)
+                        out = out.float()
+                        feats.append(z.float())
+                    else:
+                        out = method.predict(batch.x).float()
                     if tta == "flip":  # faces are near-symmetric: average with the mirror image
                         out = (out + method.predict(batch.x.flip(-1)).float()) / 2
                 outs.append(out)
     finally:
         method.train(was_training)
-    return torch.cat(outs).cpu().numpy()
+    outputs = torch.cat(outs).cpu().numpy()
+    if not features:
+        return outputs
+    return outputs, torch.cat(feats).cpu().numpy()
 
 
 def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False
-             ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Scores and the predictions table for ``positions``."""
+             ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Scores, the predictions table and the embeddings table for ``positions``."""
     from ferbench import metrics as M
 
     data = trainer.data
-    out = predict(trainer, positions)
+    out, feats = predict(trainer, positions, features=True)
     ids = data.folds["sample_id"].to_numpy(object)[positions]
+    embeddings = embeddings_table(ids, feats)
     if data.task == "va":
         true = data.va[positions].astype(np.float64)
         scores: dict[str, Any] = {"metrics": M.va_metrics(true, out)}
@@ -482,7 +496,7 @@ def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False
         table = pd.DataFrame({"sample_id": ids, "valence": true[:, 0], "arousal": true[:, 1],
                               "pred_valence": out[:, 0].astype(np.float64),
                               "pred_arousal": out[:, 1].astype(np.float64)})
-        return scores, table
+        return scores, table, embeddings
     labels = data.label[positions]
     probs = torch.softmax(torch.from_numpy(out), dim=1).numpy()
     pred = out.argmax(axis=1).astype(np.int64)
@@ -493,7 +507,14 @@ def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False
     table = pd.DataFrame({"sample_id": ids, "label": labels, "pred": pred})
     for j, name in enumerate(data.classes):
         table[f"prob_{name}"] = probs[:, j].astype(np.float64)
-    return scores, table
+    return scores, table, embeddings
+
+
+def embeddings_table(ids: np.ndarray, feats: np.ndarray) -> pd.DataFrame:
+    """sample_id and one float32 column per feature (e0, e1, ...)."""
+    feats = np.asarray(feats, dtype=np.float32).reshape(len(ids), -1)
+    columns = pd.DataFrame(feats, columns=[f"e{j}" for j in range(feats.shape[1])])
+    return pd.concat([pd.DataFrame({"sample_id": ids}), columns], axis=1)
 
 
 # -- the verbs --------------------------------------------------------------------------------
@@ -613,7 +634,7 @@ def main_train(args: argparse.Namespace) -> int:
     trainer, settings, log, out = _fit(args, "train")
     data, method = trainer.data, trainer.method
     legacy = bool(settings.get("metrics", {}).get("legacy", False))
-    scores, table = evaluate(trainer, data.indices["test"], legacy=legacy)
+    scores, table, embeddings = evaluate(trainer, data.indices["test"], legacy=legacy)
     result: dict[str, Any] = {**_common(args), "task": data.task}
     if data.task == "classification":
         result["classes"] = data.classes
@@ -629,6 +650,7 @@ def main_train(args: argparse.Namespace) -> int:
         "extra": method.extra_metrics(),
     })
     io.write_parquet(out / "predictions.parquet", table)
+    io.write_parquet(out / "embeddings.parquet", embeddings)
     save_torch(out / "model.pt", {k: v.detach().cpu() for k, v in method.state_dict().items()})
     trainer.write_log_csv()
     log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in scores["metrics"].items())

@@ -6,6 +6,7 @@ rule aggregate:
     input:
         metrics=train_runs("metrics.json"),
         predictions=train_runs("predictions.parquet"),
+        embeddings=train_runs("embeddings.parquet"),
     output:
         tables=directory(results_path("tables")),
         figures=directory(results_path("figures")),

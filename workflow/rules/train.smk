@@ -46,6 +46,9 @@ rule train:
         predictions=results_path(
             "runs", "{dataset}", "{method}", "fold{fold}", "seed{seed}", "predictions.parquet"
         ),
+        embeddings=results_path(
+            "runs", "{dataset}", "{method}", "fold{fold}", "seed{seed}", "embeddings.parquet"
+        ),
         model=results_path("runs", "{dataset}", "{method}", "fold{fold}", "seed{seed}", "model.pt"),
         log=results_path("runs", "{dataset}", "{method}", "fold{fold}", "seed{seed}", "train_log.csv"),
     params:

@@ -40,6 +40,7 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
             engine: step every scheduler; m.on_step_end(step); log every other entry of ``out``
         m.on_epoch_end(epoch)
     eval: m.predict(x) -> logits [B, n_classes] (classification) or valence/arousal [B, 2]
+          m.features(x) -> the features the head reads [B, D] (test embeddings)
     artefacts: m.extra_metrics() -> metrics.json "extra"; m.encoder_modules() -> encoder.pt
 
 A batch carries ``k`` images per sample (``positions[:, j]``): 1 for supervised, 2 views of the
@@ -410,6 +411,16 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits [B, n_classes] (classification) or valence/arousal [B, 2]."""
+
+    @abc.abstractmethod
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's features the head reads [B, D], D fixed for the method instance:
+        ``predict(x)`` is the head applied to them. ``train`` writes them for the test set
+        (``embeddings.parquet``) and the report draws their t-SNE."""
+
+    def predict_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(predict(x), features(x))``; override to share one forward pass."""
+        return self.predict(x), self.features(x)
 
     def extra_metrics(self) -> dict[str, Any]:
         """Method-specific numbers for metrics.json ``extra`` (plain floats/ints)."""

@@ -88,8 +88,16 @@ class Supervised(Method):
                 return self.backbone(x)
         return self.backbone(x)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads: ``forward`` (subclasses change the representation there)."""
+        return self(x)
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self(x))
+        return self.head(self.features(x))
+
+    def predict_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.features(x)
+        return self.head(z), z
 
     def supervised_loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
         if self.task.task == "va":
