@@ -355,7 +355,7 @@ def test_face_swap_pastes_the_positive_on_another_subject(clips):
 
 def test_mask_fn_removes_the_most_similar_negative_and_weights_it(clips, monkeypatch):
     table, mask, _ = clips
-    m = _method("ssl_fer", {"mask_fn": True, "mask_fn_weight": 0.8, "temperature": 0.5})
+    m = _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": "random", "mask_fn_weight": 0.8, "temperature": 0.5})
     assert not any(p.requires_grad for p in m.mask_encoder.parameters())
     m.setup(SimpleNamespace(folds=table, subject_mask=mask, fold=0), "pretrain")
     m.train()
@@ -381,15 +381,89 @@ def test_cli_pretrain_all_switches_then_fine_tune(tmp_path, one_thread):
     from ferbench import cli
 
     cache, folds = make_fold_files(tmp_path, size=16, subjects=6, frames=8)
+    small = {"backbone_options": {"width": 4}, "proj_hidden_dim": 32, "pretrain": {"epochs": 2}}
+    simclr_pre = tmp_path / "simclr"
     config = write_config(tmp_path, size=16, epochs=1, batch_size=8, methods={
+        "simclr": {"class": "simclr", **small},
         "ssl_all": {"class": "ssl_fer", "hard_neg": True, "face_swap": 0.8, "mask_fn": True,
-                    "time_offsets": [1, 2], "hard_neg_interval": 4, "backbone_options": {"width": 4},
-                    "proj_hidden_dim": 32, "pretrain": {"epochs": 2}}})
-    common = ["--config", str(config), "--dataset", "fake", "--method", "ssl_all", "--fold", "0",
+                    "mask_fn_encoder": str(simclr_pre / "encoder.pt"),    # as the workflow resolves it
+                    "time_offsets": [1, 2], "hard_neg_interval": 4, **small}})
+    common = ["--config", str(config), "--dataset", "fake", "--fold", "0",
               "--seed", "0", "--cache", str(cache), "--folds", str(folds), "--no-progress"]
+    assert cli.main(["pretrain", *common, "--method", "simclr", "--out", str(simclr_pre)]) == 0
+    common += ["--method", "ssl_all"]
     pre, run = tmp_path / "pre", tmp_path / "run"
     assert cli.main(["pretrain", *common, "--out", str(pre)]) == 0
     extra = json.loads((pre / "metrics.json").read_text())["extra"]
     assert extra["usable_clips"] == extra["clips"] == 16
     assert cli.main(["train", *common, "--out", str(run), "--pretrained", str(pre / "encoder.pt")]) == 0
     assert "accuracy" in json.loads((run / "metrics.json").read_text())["metrics"]
+
+
+# -- MaskFN's frozen patch encoder -----------------------------------------------------------------
+def _encoder_file(path, m, subjects, dataset="ckplus"):
+    """An encoder.pt as `ferbench pretrain` writes it, of method ``m``'s backbone."""
+    torch.save({"method": "simclr", "class": "simclr", "backbone": "smallcnn", "in_channels": 3,
+                "image_size": 16, "state": m.encoder_state_dict(),
+                "provenance": {"dataset": dataset, "fold": None, "all_subjects": True,
+                               "subjects": [[dataset, s] for s in subjects]}}, path)
+    return path
+
+
+def test_mask_fn_encoder_default_is_simclr_loaded_random_only_when_asked(clips, tmp_path, caplog):
+    table, mask, _ = clips
+    data = SimpleNamespace(folds=table, subject_mask=mask, fold=0)
+    cls = get_method("ssl_fer")
+    # the default names our SimCLR run: the workflow resolves it (an input of the pretraining)
+    assert cls.all_defaults()["mask_fn_encoder"] == "simclr"
+    assert cls.encoder_inputs(_settings("ssl_fer", {"mask_fn": True})) == {"mask_fn_encoder": "simclr"}
+    assert cls.encoder_inputs(_settings("ssl_fer", {"mask_fn": False})) == {}
+    assert cls.encoder_inputs(_settings("ssl_fer", {"mask_fn": True, "mask_fn_encoder": "random"})) == {}
+    with pytest.raises(FerbenchError, match=r"mask_fn_encoder: 'simclr' names a run; the workflow resolves"):
+        _method("ssl_fer", {"mask_fn": True}).setup(data, "pretrain")
+    # a named encoder.pt: the frozen network carries its (trained, here perturbed) weights
+    torch.manual_seed(5)
+    simclr = get_method("simclr")(_settings("simclr"), TASK)
+    with torch.no_grad():
+        for p in simclr.backbone.parameters():
+            p.add_(0.5)
+    path = _encoder_file(tmp_path / "encoder.pt", simclr, ["A", "B"])
+    m = _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(path)})
+    fresh = {k: v.clone() for k, v in m.mask_encoder.state_dict().items()}
+    with caplog.at_level(logging.INFO, logger="ferbench.methods.ssl_fer"):
+        m.setup(data, "pretrain")
+    loaded = m.mask_encoder.state_dict()
+    for key, value in simclr.backbone.state_dict().items():
+        assert torch.equal(loaded[key], value), key
+    assert any(not torch.equal(loaded[k], fresh[k]) for k in fresh)   # not the random init
+    assert not any(p.requires_grad for p in m.mask_encoder.parameters())
+    assert any("frozen patch encoder loaded from" in r.getMessage() for r in caplog.records)
+    # random: only when asked, and said so in one warning line
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ferbench.methods.ssl_fer"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": "random"}).setup(data, "pretrain")
+    lines = [r.getMessage() for r in caplog.records if "randomly initialised" in r.getMessage()]
+    assert len(lines) == 1 and "mask_fn_encoder: random" in lines[0] and caplog.records[-1].levelno == logging.WARNING
+    with pytest.raises(FerbenchError, match="mask_fn_encoder: need a run name"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": None})
+
+
+def test_mask_fn_encoder_that_saw_other_subjects_is_refused(clips, tmp_path):
+    """Provenance: the pretraining's encoder.pt records only its own subjects, so a patch encoder
+    that saw another (e.g. the test subject T) would slip past train's leak check: refused."""
+    table, mask, _ = clips
+    data = SimpleNamespace(folds=table, subject_mask=mask, fold=0)
+    m = _method("simclr")
+    leaky = _encoder_file(tmp_path / "leaky.pt", m, ["A", "B", TEST_SUBJECT])
+    with pytest.raises(FerbenchError, match=r"leaky\.pt: MaskFN's patch encoder saw 1 subject\(s\) .*ckplus/T"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(leaky)}).setup(data, "pretrain")
+    other = _encoder_file(tmp_path / "other.pt", m, ["A"], dataset="oulu")
+    with pytest.raises(FerbenchError, match="oulu/A"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(other)}).setup(data, "pretrain")
+    subset = _encoder_file(tmp_path / "subset.pt", m, ["A"])
+    _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(subset)}).setup(data, "pretrain")
+    torch.save({"backbone": "smallcnn", "state": m.encoder_state_dict()}, tmp_path / "bare.pt")
+    with pytest.raises(FerbenchError, match="bare.pt: encoder records no provenance"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(tmp_path / "bare.pt")}).setup(data, "pretrain")
+    with pytest.raises(FerbenchError, match="missing.pt: MaskFN patch encoder does not exist"):
+        _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(tmp_path / "missing.pt")}).setup(data, "pretrain")

@@ -65,7 +65,11 @@ def parsed(tmp_path_factory):
     """The invocations that build the whole DAG, started together: each one imports the
     method registry (torch), which dominates this file's run time."""
     tmp = tmp_path_factory.mktemp("workflow")
-    commands = {"lint": ["--lint"], "shipped": ["--dry-run", "--configfile", str(write_config(tmp))]}
+    shipped = str(write_config(tmp))
+    commands = {"lint": ["--lint"], "shipped": ["--dry-run", "--configfile", shipped],
+                # one MaskFN row's pretraining with its shell command (the job's config)
+                "maskfn": [str(tmp / "results" / "pretrain" / "ckplus" / "ssl_all" / "foldall" / "seed0"
+                               / "encoder.pt"), "--dry-run", "--printshellcmds", "--configfile", shipped]}
     for edit in (twelve_jobs, all_folds, unregistered_method):
         config = write_config(tmp, edit, f"{edit.__name__}.yaml")
         commands[edit.__name__] = ["--dry-run", "--configfile", str(config)]
@@ -138,9 +142,28 @@ def test_shipped_params_pretrain_once_per_shared_encoder(parsed):
                                ("ckplus", "triplet_m1_fc_only", "foldall")]
                               + [("ckplus", name, "foldall") for name in ssl])
     consumers = re.findall(r"input: \S*cache/(\w+)/faces_\d+\.npy.*?/pretrain/\w+/(\w+)/fold\w+/seed0/encoder\.pt", out)
+    # MaskFN's frozen patch encoder: the pretrainings of rows d, f and g read simclr's encoder
     assert sorted(consumers) == sorted([("ckplus", "gcnet_s0r0")] * 4 + [("fer2013", "triplet_m1_fc_only")] * 2
                                        + [("fer2013", "triplet_m12_fc_only")] * 2
-                                       + [("affectnet", name) for name in ssl])
+                                       + [("affectnet", name) for name in ssl] + [("ckplus", "simclr")] * 3)
+
+
+def test_maskfn_pretraining_depends_on_simclrs_encoder_of_the_same_data_and_fold(parsed):
+    """Rows d, f, g (mask_fn) pretrain after simclr's pretraining on the same data and fold (all
+    CK+ subjects here), and the job's config names that encoder.pt in mask_fn_encoder."""
+    shipped = parsed["shipped"].result()
+    out = shipped.stdout + shipped.stderr
+    pairs = re.findall(r"input: \S*cache/ckplus/faces_\d+\.npy, \S+, \S+folds\.parquet, "
+                       r"\S*/pretrain/ckplus/(\w+)/foldall/seed0/encoder\.pt\n\s+output: \S*/pretrain/ckplus/(\w+)/", out)
+    assert sorted(pairs) == [("simclr", "ssl_all"), ("simclr", "ssl_timeaug_faceswap_maskfn"),
+                             ("simclr", "ssl_timeaug_hardneg_maskfn")]
+    job = parsed["maskfn"].result()
+    out = job.stdout + job.stderr
+    assert job.returncode == 0, out
+    rules = re.findall(r"^rule (\w+):", out, re.M)
+    assert rules.count("pretrain") == 2                       # simclr's, then ssl_all's
+    encoder = re.search(r'"mask_fn_encoder": "([^"]+)"', out)
+    assert encoder and encoder.group(1).endswith("/pretrain/ckplus/simclr/foldall/seed0/encoder.pt"), out
 
 
 def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):

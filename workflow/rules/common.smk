@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 
 from ferbench.config import job_settings, stage_settings
 from ferbench.errors import FerbenchError
+from ferbench.methods import get_method
 from ferbench.protocols import resolve_protocol
 
 RESULTS = os.path.normpath(config["results"])
@@ -170,8 +171,15 @@ def pretrain_plan(dataset, method):
     return {"dataset": source, "method": method, "per_fold": per_fold}
 
 
+def method_class(method):
+    """The class of any run name under `methods:` (CLASSES holds those of run.methods only)."""
+    if method not in CLASSES:
+        CLASSES[method] = get_method(str((config["methods"][method] or {}).get("class") or method))
+    return CLASSES[method]
+
+
 def pretrain_identity(plan):
-    cls = CLASSES[plan["method"]]
+    cls = method_class(plan["method"])
     if not hasattr(cls, "pretrain_identity"):
         return plan["method"]
     settings = stage_settings(config, plan["dataset"], plan["method"], "pretrain", "config")
@@ -190,15 +198,44 @@ def run_pairs():
 
 def pretrain_plans():
     """Every (target, run name) with a pretraining stage; equal pretrainings share an owner."""
-    plans, owners = {}, {}
+    plans = {}
     for dataset, method in run_pairs():
         plan = pretrain_plan(dataset, method)
         if plan is None:
             continue
         key = (plan["dataset"], plan["per_fold"], pretrain_identity(plan))
-        plan["method"] = owners.setdefault(key, method)
+        plan["method"] = OWNERS.setdefault(key, method)
         plans[dataset, method] = plan
     return plans
+
+
+def encoder_dependencies(wildcards):
+    """{hyperparameter: encoder.pt} of the runs a pretraining job's method names as frozen
+    encoders (MaskFN's `mask_fn_encoder`: default simclr), each pretrained on the same data and
+    fold as this job (by the job that owns that pretraining, when the run shares one)."""
+    dataset, method, fold = wildcards.dataset, wildcards.method, wildcards.fold
+    cls = method_class(method)
+    if not hasattr(cls, "encoder_inputs"):
+        return {}
+    deps = {}
+    for key, run in cls.encoder_inputs(stage_settings(config, dataset, method, "pretrain", "config")).items():
+        where = f"methods.{method}.{key}"
+        if run not in config["methods"]:
+            raise WorkflowError(
+                f"{where}: {run!r} is no run under methods (give a run name, an encoder.pt path or random)"
+            )
+        other = method_class(run)
+        if not other.pretrain:
+            raise WorkflowError(f"{where}: run {run!r} (class {other.name}) has no pretraining stage")
+        source = other.pretrain_source(job_settings(config, dataset, run)) if hasattr(other, "pretrain_source") else dataset
+        if source != dataset:
+            raise WorkflowError(
+                f"{where}: run {run!r} pretrains on {source}, not on {dataset} (this pretraining's data)"
+            )
+        plan = {"dataset": dataset, "method": run, "per_fold": fold != "all"}
+        owner = OWNERS.get((dataset, plan["per_fold"], pretrain_identity(plan)), run)
+        deps[key] = pretrain_path(dataset, owner, fold, wildcards.seed)
+    return deps
 
 
 def pretrain_path(dataset, method, fold, seed):
@@ -236,8 +273,9 @@ def job_config(wildcards, stage="train"):
     dataset, method = wildcards.dataset, wildcards.method
     block = dict(config["methods"][method])
     if stage == "pretrain":
-        for key in getattr(CLASSES[method], "train_only_hparams", ()):
+        for key in getattr(method_class(method), "train_only_hparams", ()):
             block.pop(key, None)
+        block.update(encoder_dependencies(wildcards))  # run names -> the encoder.pt this job reads
     sliced = {
         "budget": config["budget"],
         "run": {"datasets": [dataset], "methods": [method], "seeds": [int(wildcards.seed)]},
@@ -268,7 +306,7 @@ def cache_inputs(dataset, size):
 
 def pretrain_inputs(wildcards):
     size = stage_schedule(wildcards.dataset, wildcards.method, "pretrain")["image_size"]
-    return cache_inputs(wildcards.dataset, size)
+    return {**cache_inputs(wildcards.dataset, size), **encoder_dependencies(wildcards)}
 
 
 def train_inputs(wildcards):
@@ -318,6 +356,7 @@ def get_final_output():
 
 
 check_datasets(RUN["datasets"])
+OWNERS = {}  # (pretraining dataset, per fold, identity) -> the run name whose job pretrains it
 PLANS = pretrain_plans()
 check_datasets({plan["dataset"] for plan in PLANS.values()} - set(RUN["datasets"]))
 SIZES = image_sizes()

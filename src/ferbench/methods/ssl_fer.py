@@ -9,11 +9,15 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
 * ``face_swap`` (FaceSwap, probability 0.8 in the paper): a positive's eyes, brows, nose and
   mouth are pasted onto the anchor frame of another subject of the batch (feathered mask,
   colour correction), so the positive keeps the expression but not the identity;
-* ``mask_fn`` (MaskFN): a frozen encoder (``mask_fn_encoder``: an encoder.pt whose backbone is
-  loaded, e.g. a supervised or SimCLR pretraining; null: a frozen *randomly initialised*
-  backbone, a stand-in for the paper's ImageNet ResNet-18) describes each image by its eye and
-  mouth patches (un-augmented); for each row the most similar negative is removed from the
-  negatives and added as a second positive of weight ``mask_fn_weight`` = 0.8;
+* ``mask_fn`` (MaskFN): a frozen encoder describes each image by its eye and mouth patches
+  (un-augmented); for each row the most similar negative is removed from the negatives and
+  added as a second positive of weight ``mask_fn_weight`` = 0.8. The paper's encoder is an
+  ImageNet ResNet-18; here ``mask_fn_encoder`` names it: a run name (default ``simclr``: our
+  own SimCLR pretraining on the same data and fold; the workflow makes that pretraining an
+  input of this one and hands its encoder.pt path to the job), an encoder.pt path, or
+  ``random`` (a frozen randomly initialised backbone, said so in the log). A loaded encoder
+  must have seen no subject this pretraining does not see (its provenance), so this encoder's
+  own provenance still covers everything it depends on;
 * ``cutmix`` (row c, in place of FaceSwap; *inferred*: the paper gives no details): with this
   probability a positive view gets a random rectangle (area ``cutmix_area``) pasted from the
   positive view of another sample of the batch.
@@ -33,6 +37,8 @@ no frame is usable is it an error. Samplers: :mod:`ferbench.clip_sampling`.
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferbench.augment import Augmenter
+from ferbench.checkpoint import load_torch_file
 from ferbench.clip_sampling import ClipSampler
 from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
@@ -67,7 +74,7 @@ class SSLFER(SimCLR):
         "face_swap_feather": 0.03,     # mask feathering: Gaussian sigma / crop size (inferred)
         "mask_fn": False,
         "mask_fn_weight": 0.8,         # weight of the false negative as a second positive
-        "mask_fn_encoder": None,       # encoder.pt of the frozen patch encoder (null: random init)
+        "mask_fn_encoder": "simclr",   # frozen patch encoder: run name, encoder.pt path or "random"
         "face_regions": {},            # overrides of face_regions.DEFAULT_REGIONS ([y0, y1, x0, x1])
     }
 
@@ -105,25 +112,63 @@ class SSLFER(SimCLR):
                 raise FerbenchError(f"{where}.face_regions.{name}: {err}") from None
         self.mask_encoder: nn.Module | None = None
         if hp["mask_fn"]:
+            value = hp["mask_fn_encoder"]
+            if not isinstance(value, str) or not value.strip():
+                raise FerbenchError(f"{where}.mask_fn_encoder: need a run name (e.g. simclr), an "
+                                    f"encoder.pt path or 'random', got {value!r}")
             self.mask_encoder = self.frozen_patch_encoder(task)
         self.sampler: ClipSampler | None = None
         self._subject = np.zeros(0, dtype=np.int64)
 
+    @classmethod
+    def encoder_inputs(cls, settings: Any) -> dict[str, str]:
+        """Hyperparameters that name another run whose encoder this pretraining reads, {key: run
+        name}: the workflow makes that run's pretraining on the same data and fold an input of
+        this one and puts its encoder.pt path in the key."""
+        hp = {**cls.all_defaults(), **dict(settings.get("method") or {})}
+        value = hp.get("mask_fn_encoder")
+        if hp.get("mask_fn") and mask_encoder_kind(value) == "run":
+            return {"mask_fn_encoder": str(value)}
+        return {}
+
     def frozen_patch_encoder(self, task: TaskInfo) -> nn.Module:
-        """MaskFN's frozen descriptor network: the budget's backbone, loaded from
-        ``mask_fn_encoder`` (an encoder.pt with backbone.* weights) or randomly initialised."""
+        """MaskFN's frozen descriptor network: the budget's backbone (its weights are loaded, or
+        left random, in ``load_patch_encoder`` when pretraining starts)."""
         encoder, _ = build_backbone(self.schedule["backbone"], self.in_channels, task.image_size,
                                     **dict(self.hp["backbone_options"] or {}))
-        path = self.hp["mask_fn_encoder"]
-        if path:
-            where = f"methods.{self.run_name}.mask_fn_encoder"
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)["state"]
-                encoder.load_state_dict({k[len("backbone."):]: v for k, v in state.items()
-                                         if k.startswith("backbone.")})
-            except (OSError, KeyError, RuntimeError) as err:
-                raise FerbenchError(f"{where}: cannot load a backbone from {path} ({err})") from None
         return encoder.requires_grad_(False).eval()
+
+    def load_patch_encoder(self, data: Any) -> None:
+        """Load the frozen patch encoder named by ``mask_fn_encoder``: an encoder.pt (a run
+        name must have been resolved to one by the workflow) whose provenance lies within this
+        pretraining's subjects, or ``random`` (kept as initialised, one log line)."""
+        where = f"methods.{self.run_name}.mask_fn_encoder"
+        value = str(self.hp["mask_fn_encoder"])
+        kind = mask_encoder_kind(value)
+        if kind == "random":
+            log.warning(f"{where}: random: MaskFN's patch encoder is a frozen randomly initialised "
+                        f"{self.schedule['backbone']} (no pretrained weights)")
+            return
+        if kind == "run":
+            raise FerbenchError(f"{where}: {value!r} names a run; the workflow resolves it to that run's "
+                                f"encoder.pt on the same data and fold; outside it give the encoder.pt "
+                                f"path (or 'random')")
+        path = Path(value)
+        payload = load_torch_file(path, "MaskFN patch encoder")
+        if not isinstance(payload, dict) or "state" not in payload:
+            raise FerbenchError(f"{path}: not a ferbench encoder (no 'state'), named by {where}")
+        if payload.get("backbone") != self.schedule["backbone"]:
+            raise FerbenchError(f"{path}: encoder has backbone {payload.get('backbone')!r}, {where} needs "
+                                f"{self.schedule['backbone']!r} (this job's backbone)")
+        check_patch_encoder_subjects(path, payload, str(self.settings.get("dataset", "?")),
+                                     data.folds, data.subject_mask)
+        state = {k[len("backbone."):]: v for k, v in payload["state"].items() if k.startswith("backbone.")}
+        try:
+            self.mask_encoder.load_state_dict(state)
+        except RuntimeError as err:
+            raise FerbenchError(f"{path}: encoder does not fit {where} ({str(err).splitlines()[0]})") from None
+        log.info(f"{where}: frozen patch encoder loaded from {path} "
+                 f"(pretrained by {payload.get('method', '?')} on {payload['provenance'].get('dataset')})")
 
     def train(self, mode: bool = True) -> "SSLFER":
         super().train(mode)
@@ -145,6 +190,8 @@ class SSLFER(SimCLR):
                                    interval=int(self.hp["hard_neg_interval"]), where=where)
         u = self.sampler.usability
         (log.info if u.complete else log.warning)(f"{where}: {u.line()}")
+        if self.mask_encoder is not None:
+            self.load_patch_encoder(data)
 
     def sampling_units(self) -> np.ndarray:
         """Pretraining: every frame that can anchor (one sample per anchor frame and epoch)."""
@@ -247,3 +294,33 @@ def cutmix(x: torch.Tensor, p: float, area: tuple[float, float], generator: torc
               & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + cw).view(-1, 1, 1)))
     mask = (inside & (draws[:, 0] < p).view(-1, 1, 1)).unsqueeze(1).to(x.device)
     return torch.where(mask, donor, x)
+
+
+def mask_encoder_kind(value: Any) -> str:
+    """What ``mask_fn_encoder`` names: "random", "path" (an encoder.pt: has a path separator or
+    ends in .pt) or "run" (a run name under ``methods:``)."""
+    text = str(value)
+    if text == "random":
+        return "random"
+    if "/" in text or os.sep in text or text.endswith(".pt"):
+        return "path"
+    return "run"
+
+
+def check_patch_encoder_subjects(path: Path, payload: Any, dataset: str, folds: pd.DataFrame,
+                                 mask: np.ndarray) -> None:
+    """Refuse a frozen encoder that saw a subject this pretraining does not see: the
+    pretraining's encoder.pt records only its own subjects (ferbench.provenance), so a test
+    subject seen by the patch encoder would otherwise pass ``train``'s leak check."""
+    prov = payload.get("provenance")
+    if not isinstance(prov, dict) or not isinstance(prov.get("subjects"), (list, tuple)):
+        raise FerbenchError(f"{path}: encoder records no provenance (subjects seen), so MaskFN cannot "
+                            f"check it against this pretraining's subjects; rerun `ferbench pretrain`")
+    seen = {(str(d), str(s)) for d, s in prov["subjects"]}
+    subjects = folds["subject"].to_numpy(object)[np.asarray(mask, bool)]
+    own = {(dataset, str(s)) for s in subjects if s is not None and not pd.isna(s)}
+    extra = sorted(seen - own)
+    if extra:
+        shown = ", ".join(f"{d}/{s}" for d, s in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise FerbenchError(f"{path}: MaskFN's patch encoder saw {len(extra)} subject(s) this pretraining "
+                            f"({dataset}) does not: {shown}; pretrain it on the same data and fold")
