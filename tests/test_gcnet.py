@@ -163,6 +163,13 @@ def test_reconstruction_losses_hand_computed():
     assert total.item() == pytest.approx(1 * 3.25 + 0.25 * 8 + 0.25 * 2)   # = 5.75
     total, terms = gcnet_reconstruction_loss(x, x_ref, generated)          # R0: the generator's term only
     assert set(terms) == {"gen"} and total.item() == pytest.approx(3.25)
+    # samples without a reference face: the X_r terms average over the others only, L_Recon,i
+    # over the whole batch
+    total, terms = gcnet_reconstruction_loss(x, x_ref, generated, recon_r, recon_i,
+                                             has_ref=torch.tensor([False, True]))
+    assert {k: v.item() for k, v in terms.items()} == pytest.approx({"gen": 4.5, "recon_r": 8.0, "recon_i": 2.0})
+    _, terms = gcnet_reconstruction_loss(x, x_ref, generated, has_ref=torch.tensor([False, False]))
+    assert terms["gen"].item() == 0.0
 
 
 # -- networks ----------------------------------------------------------------------------------
@@ -405,6 +412,139 @@ def test_samples_without_a_reference_are_counted_and_nothing_usable_fails(tmp_pa
     data = load_fold(cache, folds, 0, 16)
     with pytest.raises(FerbenchError, match="0 of 18 training sequences.*nothing to train on"):
         build().setup(data, "train")
+
+
+# -- reference faces without an onset frame (the CK+48 re-pack) ------------------------------------
+def write_ck48_like(root: Path, *, size: int = 16, subjects: int = 8, neutral_subjects=(), n_folds: int = 4,
+                    seed: int = 0) -> tuple[Path, Path]:
+    """Cache + folds files laid out like the CK+48 re-pack: per subject one sequence per class
+    holding only its last three frames (numbers 15, 16, 17; apex 17), every frame labelled and
+    near the peak, no onset frame. Subjects in ``neutral_subjects`` also have one
+    neutral-labelled still (their base face), outside the 4-class protocol."""
+    rng = np.random.default_rng(seed)
+    rows, images = [], []
+
+    def add(img: np.ndarray, **row) -> None:
+        images.append(np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)[None])
+        rows.append({"cache_row": len(rows), "split": None, "valence": np.nan, "arousal": np.nan, **row})
+
+    band = max(4, size // 3)
+    for s in range(subjects):
+        base = base_face(rng, size)
+        if s in neutral_subjects:
+            add(base, sample_id=f"S{s}_neutral", subject=f"S{s}", sequence=None, frame=None, apex=False,
+                emotion="neutral", protocol_sample=False, label=-1)
+        for c, emotion in enumerate(CLASSES):
+            for f in (15, 16, 17):
+                img = base.copy()
+                y0 = int(c / (len(CLASSES) - 1) * (size - band))
+                img[y0:y0 + band, size // 8:size - size // 8] += 110 * f / 17
+                add(img, sample_id=f"S{s}_{c}_{f}", subject=f"S{s}", sequence=f"S{s}_{c}", frame=f, apex=f == 17,
+                    emotion=emotion, protocol_sample=True, label=c)
+    table = pd.DataFrame(rows)
+    table["frame"] = table["frame"].astype("Int64")
+    table["fold"] = table["subject"].str[1:].astype(int) % n_folds
+    table["target"] = table["emotion"].where(table["emotion"] != "neutral", None)
+    cache = root / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / f"faces_{size}.npy", np.stack(images))
+    table[["sample_id", "cache_row"]].to_parquet(cache / "samples.parquet", index=False)
+    (cache / "report.json").write_text("{}")
+    table.to_parquet(root / "folds.parquet", index=False)
+    (root / "folds.json").write_text(json.dumps({"dataset": "fake", "kind": "kfold", "n_folds": n_folds,
+                                                 "classes": list(CLASSES), "task": "classification"}))
+    return cache, root / "folds.parquet"
+
+
+def test_reference_faces_onset_then_subject_neutral_then_none():
+    from ferbench.data import build_sequence_table
+    from ferbench.methods.gcnet import REF_SOURCES, reference_faces
+
+    folds = pd.DataFrame({
+        "subject": ["A"] * 4 + ["B"] * 4 + ["C"] * 3,
+        #            CK+ original: frames 1..3     CK+48: 15..17 + a neutral still    CK+48, no neutral
+        "sequence": ["A_1", "A_1", "A_1", "A_2", "B_1", "B_1", "B_1", None, "C_1", "C_1", "C_1"],
+        "frame": pd.array([1, 2, 3, 9, 15, 16, 17, None, 15, 16, 17], dtype="Int64"),
+        "apex": [False, False, True, True, False, False, True, False, False, False, True],
+        "emotion": ["anger"] * 3 + ["fear"] + ["happiness"] * 3 + ["neutral"] + ["surprise"] * 3,
+    })
+    ref, source, in_seq = reference_faces(folds, build_sequence_table(folds, np.ones(len(folds), bool)))
+    names = [REF_SOURCES[k] for k in source]
+    assert names[:3] == ["onset"] * 3 and list(ref[:3]) == [0, 0, 0]
+    # A_2 is a one-frame sequence of subject A, who has no neutral image: no reference
+    assert names[3] == "none" and ref[3] == 3 and not in_seq[3]
+    assert names[4:8] == ["subject_neutral"] * 4 and list(ref[4:8]) == [7] * 4   # B's neutral still
+    assert names[8:] == ["none"] * 3 and list(ref[8:]) == [8, 9, 10]             # themselves: never used
+    assert not folds["apex"].to_numpy()[ref[source < 2]].any()                     # never an apex frame
+
+
+def test_ck48_like_sequences_say_so_and_use_the_subjects_neutral_image_or_no_reference(tmp_path, caplog):
+    cache, folds = write_ck48_like(tmp_path, neutral_subjects=(1, 2, 3))
+    data = load_fold(cache, folds, 0, 16)     # fold 0: subjects 0 and 4 test, 1-3 and 5-7 train
+    m = build()
+    with caplog.at_level(logging.INFO, logger="ferbench.methods.gcnet"):
+        m.setup(data, "train")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "24 of 24 training sequences hold no onset (neutral) frame" in warnings[0]
+    assert "neutral-labelled image for 36 samples, none for 36 samples" in warnings[0]
+    extra = m.extra_metrics()
+    assert (extra["ref_source_onset"], extra["ref_source_subject_neutral"], extra["ref_source_none"]) == (0, 36, 36)
+    sid = data.folds["sample_id"].to_numpy(object)
+    pairs = np.concatenate(m.epoch_batches(torch.Generator().manual_seed(0), 0))
+    for x, r in pairs:
+        subject = int(sid[x][1])
+        if subject in (1, 2, 3):
+            assert sid[r] == f"S{subject}_neutral"       # the subject's neutral face
+        else:
+            assert r == x                                  # no reference (and never an apex frame)
+    # the X_r terms leave the samples without a reference out; L_Cls and L_Recon,i keep them
+    batch_pos = np.stack([pairs[:8, 0], pairs[:8, 1]], axis=1)
+    has_ref = m._has_ref[batch_pos[:, 0]]
+    assert 0 < has_ref.sum() < 8, has_ref
+    aug = Augmenter(m.augment_config(), 1, torch.Generator())
+    x, x_ref = aug(torch.from_numpy(data.images[data.cache_row[batch_pos.T.ravel()]]), train=False).chunk(2)
+    batch = Batch(batch_pos, torch.zeros(0), torch.from_numpy(data.label[batch_pos[:, 0]]), torch.zeros(8, 2),
+                  [x, x_ref])
+    m.eval()
+    with torch.no_grad():
+        out = m.training_step(batch)
+        gen = half_squared_error(m.generate(x), x_ref, "none")
+    assert out["gen"].item() == pytest.approx(gen[torch.from_numpy(has_ref)].mean().item(), rel=1e-5)
+    assert extra["ref_test_samples"] == 0     # the test subjects 0 and 4 have no neutral image
+
+    cache, folds = write_ck48_like(tmp_path / "none")
+    data = load_fold(cache, folds, 0, 16)
+    m = build()
+    m.setup(data, "train")
+    assert m.extra_metrics()["ref_source_none"] == len(m.sampling_units()) == 6 * 4 * 3
+
+
+def test_without_any_reference_gcnet_still_trains_its_generator(tmp_path):
+    """The CK+48 re-pack without neutral images: no X_r term at all, yet a short run moves the
+    generator (through L_Cls, S and L_Recon,i) and lowers the classification loss."""
+    cache, folds = write_ck48_like(tmp_path, subjects=8)
+    data = load_fold(cache, folds, 0, 16)
+    s = settings({}, size=16, epochs=6, batch_size=8, optimizer="adam", lr=2e-3)
+    seed_everything(0)
+    m = get_method("gcnet")(s, TaskInfo("classification", CLASSES, 16))
+    m.setup(data, "train")
+    generator = {k: v.clone() for k, v in m.generator.state_dict().items()}
+    fixed = m.sampling_units()[::2]
+    aug = Augmenter(m.augment_config(), 1, torch.Generator())
+    x = aug(torch.from_numpy(data.images[data.cache_row[fixed]]), train=False)
+    labels = torch.from_numpy(data.label[fixed])
+
+    def cls_loss() -> float:
+        m.eval()
+        with torch.no_grad():
+            return F.cross_entropy(m.head(m(x)), labels).item()
+
+    before = cls_loss()
+    Trainer(m, data, s, torch.device("cpu"), seed=0, out=None).fit()
+    moved = [k for k, v in m.generator.state_dict().items() if v.dtype.is_floating_point and not torch.equal(v, generator[k])]
+    assert any(k.startswith("decoder") for k in moved), moved
+    assert cls_loss() < before
 
 
 # -- a short run --------------------------------------------------------------------------------

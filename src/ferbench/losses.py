@@ -172,18 +172,27 @@ def half_squared_error(pred: torch.Tensor, target: torch.Tensor, reduction: str 
 def gcnet_reconstruction_loss(x: torch.Tensor, x_ref: torch.Tensor, generated: torch.Tensor,
                               recon_ref: torch.Tensor | None = None, recon_input: torch.Tensor | None = None,
                               lambda_gen: float = 1.0, lambda_recon_ref: float = 0.25,
-                              lambda_recon_input: float = 0.25) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                              lambda_recon_input: float = 0.25,
+                              has_ref: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """GCNet eq. 6: L_Recon = lambda_G,r L_Gen,r + lambda_R,r L_Recon,r + lambda_R,i L_Recon,i.
 
     L_Gen,r = 1/2 ||X_r - Generator(X)||^2 (``generated``), L_Recon,r = 1/2 ||X_r - De2,r(...)||^2
     (``recon_ref``), L_Recon,i = 1/2 ||X - De2,i(...)||^2 (``recon_input``). A reconstruction
-    passed as None leaves its term out (the R0 variants). Returns (L_Recon, the unweighted terms
-    by name: "gen", "recon_r", "recon_i").
+    passed as None leaves its term out (the R0 variants). ``has_ref`` (bool [B]) marks the
+    samples that have a reference face: the two X_r terms average over those only (0 when none
+    has one); L_Recon,i over the whole batch. Returns (L_Recon, the unweighted terms by name:
+    "gen", "recon_r", "recon_i").
     """
-    terms = {"gen": half_squared_error(generated, x_ref)}
+    def ref_term(pred: torch.Tensor) -> torch.Tensor:
+        if has_ref is None:
+            return half_squared_error(pred, x_ref)
+        w = has_ref.to(pred.dtype)
+        return (w * half_squared_error(pred, x_ref, reduction="none")).sum() / w.sum().clamp(min=1.0)
+
+    terms = {"gen": ref_term(generated)}
     total = lambda_gen * terms["gen"]
     if recon_ref is not None:
-        terms["recon_r"] = half_squared_error(recon_ref, x_ref)
+        terms["recon_r"] = ref_term(recon_ref)
         total = total + lambda_recon_ref * terms["recon_r"]
     if recon_input is not None:
         terms["recon_i"] = half_squared_error(recon_input, x)

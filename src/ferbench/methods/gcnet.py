@@ -9,7 +9,7 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   default the last deconvolution is linear and its output is added to X: see
   ``generator_output`` below). It maps an expressive frame X to an estimate of the subject's
   reference (neutral) face; the target X_r is the FIRST frame of X's sequence
-  (``SequenceTable.first_of``). Table 1 lists the first two deconvolutions as
+  (``SequenceTable.first_of``) when that is the onset (see "Reference faces" below). Table 1 lists the first two deconvolutions as
   (3x3, 32) then (3x3, 64); unpooling with indices needs each unpool to receive the channels of
   the pool it undoes, so the mirror is 96 -> 64 -> 32 -> 1 (Table 1's order is read as a typo).
 * **En2** is the backbone (``cnn3`` in the paper: 3 conv + dropout 0.5 + FC 384, the
@@ -77,8 +77,31 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   parameters per pair, so the target shares the input's crop, rotation, flip and intensity.
 * Test time: a single image, predict(x) = head(|En2(x) - En2(G(x))|).
 
-Samples without a reference (stills, one-frame sequences) cannot train GCNet: they are left
-out with a logged count; nothing usable is a FerbenchError. ``extra_metrics`` reports the
+Reference faces (X_r). The paper's reference is the subject's "neutral-like or less-expressive
+face" (sec. 3; footnote 1: the expression change is measured within one subject), which its
+datasets provide as the onset frame every CK+, MMI and Oulu-CASIA sequence starts from. Per
+training sample, the first that applies:
+
+1. ``onset``: the first frame of its sequence, when that frame is the recording's onset: its
+   frame number is at most ``ONSET_MAX_FRAME`` (1; CK+ numbers frames from 1, Oulu-CASIA and
+   video frames from 0) and it is not the apex. Unnumbered frames are taken as starting at the
+   onset.
+2. ``subject_neutral``: otherwise the subject's neutral-labelled image (the first in table
+   order), if the dataset has one for that subject (a CK+48 re-pack with a ``neutral`` folder,
+   JAFFE's NE images): the same subject's neutral face, the paper's X_r by definition.
+3. ``none``: otherwise (the CK+48 re-pack as usually shipped keeps only the last three frames
+   of each sequence, all near the apex, and no neutral image) the sample has no reference. It
+   still trains L_Cls, S and L_Recon,i, but the two terms whose target is X_r (L_Gen,r and
+   L_Recon,r) leave it out (``gcnet_reconstruction_loss(has_ref=...)``), in training and
+   pretraining alike; the generator then learns only through the other terms (its output
+   G(X) is its own reference), so such numbers are not the paper's method and are not
+   comparable with its Table 2. An apex frame is never used as the "neutral" reference.
+
+When any training sequence lacks an onset frame, one warning line says how many and which
+fallback each sample got; ``extra_metrics`` carries the counts (``ref_source_*``) and the
+generator's test error only over test samples with a reference. Stills and one-frame sequences
+without a neutral image of their subject are left out with a logged count; nothing usable is a
+FerbenchError. ``extra_metrics`` reports the
 generator's error on the test fold, MSE(G(X), X_r), beside the identity mapping's MSE(X, X_r)
 (per pixel, [0, 1] grey levels), and the usable counts.
 """
@@ -89,6 +112,7 @@ import logging
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -107,6 +131,38 @@ GENERATOR_OUTPUTS = ("residual", "direct")
 CONTRASTIVE_FEATURES = ("normalized", "raw")
 #: how many test images extra_metrics pushes through the generator at once
 _METRIC_CHUNK = 256
+#: a sequence starts at its onset (neutral) frame when its first frame number is at most this
+ONSET_MAX_FRAME = 1
+#: where a sample's reference face comes from (module doc, "Reference faces")
+REF_SOURCES = ("onset", "subject_neutral", "none")
+
+
+def reference_faces(folds: Any, table: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per folds position: (reference position, source code into REF_SOURCES, in a sequence of
+    2+ frames). ``table`` is the folds' SequenceTable. A position without a reference maps to
+    itself (source "none")."""
+    n = len(folds)
+    in_seq = np.zeros(n, dtype=bool)
+    seqs = table.sequences(min_frames=2)
+    if seqs:
+        in_seq[np.concatenate(seqs)] = True
+    first = table.first_of(np.arange(n))
+    frame = folds["frame"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    apex = (folds["apex"].astype("boolean").fillna(False).to_numpy(bool) if "apex" in folds.columns
+            else np.zeros(n, dtype=bool))
+    onset = in_seq & ~(frame[first] > ONSET_MAX_FRAME) & ~apex[first]   # NaN frame: assumed onset
+    # the subject's first neutral-labelled image, in table order
+    neutral = np.full(n, -1, dtype=np.int64)
+    emotion = folds["emotion"].to_numpy(object) if "emotion" in folds.columns else np.full(n, None)
+    subject = folds["subject"].to_numpy(object)
+    is_neutral = (emotion == "neutral") & pd.notna(subject)
+    if is_neutral.any():
+        first_neutral = pd.Series(np.flatnonzero(is_neutral)).groupby(subject[is_neutral]).min()
+        has_subject = pd.notna(subject)
+        neutral[has_subject] = pd.Series(subject[has_subject]).map(first_neutral).fillna(-1).to_numpy(np.int64)
+    source = np.where(onset, 0, np.where(neutral >= 0, 1, 2)).astype(np.int64)
+    ref = np.where(onset, first, np.where(neutral >= 0, neutral, np.arange(n)))
+    return ref.astype(np.int64), source, in_seq
 
 
 # -- the method -------------------------------------------------------------------------------
@@ -190,15 +246,12 @@ class GCNet(Supervised):
         super().setup(data, stage)
         pretraining = stage == "pretrain"
         n = len(data.folds)
-        self._has_ref = np.zeros(n, dtype=bool)
-        table = data.sequence_table()  # every row's whole sequence
-        seqs = table.sequences(min_frames=2)
-        if seqs:
-            self._has_ref[np.concatenate(seqs)] = True
-        self._ref = table.first_of(np.arange(n))
+        self._ref, source, in_seq = reference_faces(data.folds, data.sequence_table())
+        self._has_ref = source < 2
         # train: the protocol's training samples; pretrain: every frame of the training subjects
         train = np.flatnonzero(data.subject_mask) if pretraining else data.indices["train"]
-        usable = self._has_ref[train]
+        # a frame of a sequence without any reference still trains (without the X_r terms)
+        usable = self._has_ref[train] | in_seq[train]
         self._units = train[usable]
         seq = data.folds["sequence"].to_numpy(object)
         train_seqs = {s if s is not None and s == s else ("still", p) for s, p in zip(seq[train], train)}
@@ -206,18 +259,27 @@ class GCNet(Supervised):
             "ref_train_samples": int(len(train)), "ref_usable_train_samples": int(usable.sum()),
             "ref_train_sequences": len(train_seqs),
             "ref_usable_train_sequences": len(set(seq[self._units])),
+            **{f"ref_source_{name}": int((source[self._units] == k).sum()) for k, name in enumerate(REF_SOURCES)},
         }
         u = self.usability
         what = "frames" if pretraining else "samples"
         where = (f"{self.settings.get('dataset', '?')} fold {getattr(data, 'fold', '?')} "
                  f"(methods.{self.run_name}, {stage})")
+        no_onset = {s for s in seq[self._units[source[self._units] != 0]] if s is not None and s == s}
+        if no_onset:
+            log.warning(
+                f"{where}: {len(no_onset)} of {u['ref_usable_train_sequences']} training sequences hold no onset "
+                f"(neutral) frame (first frame numbered above {ONSET_MAX_FRAME}, as in the CK+48 re-pack's last "
+                f"three frames); reference face instead: the subject's neutral-labelled image for "
+                f"{u['ref_source_subject_neutral']} {what}, none for {u['ref_source_none']} {what} (L_Gen,r and "
+                f"L_Recon,r leave them out), never an apex frame")
         line = (f"{where}: {u['ref_usable_train_sequences']} of {u['ref_train_sequences']} training sequences "
-                f"(a still counts as a one-frame sequence) have a first frame to serve as the reference face; "
+                f"(a still counts as a one-frame sequence) have a reference face or frames to train on; "
                 f"{u['ref_train_samples'] - u['ref_usable_train_samples']} of {u['ref_train_samples']} "
                 f"training {what} without one are left out")
         if not len(self._units):
-            raise FerbenchError(f"{line}: nothing to train on. GCNet needs expression sequences that "
-                                f"start from a neutral frame (CK+, MMI, Oulu-CASIA), not still images")
+            raise FerbenchError(f"{line}: nothing to train on. GCNet needs expression sequences (CK+, MMI, "
+                                f"Oulu-CASIA) or a neutral image of each subject, not still images alone")
         (log.info if usable.all() else log.warning)(line)
         for module in (self.head, self.de2_r, self.de2_i):  # not part of the pretraining
             if module is not None:
@@ -301,6 +363,14 @@ class GCNet(Supervised):
         """(X, G(X)) share a label when X is neutral: G(X) estimates the neutral face."""
         return labels == self.neutral if self.neutral >= 0 else torch.zeros_like(labels, dtype=torch.bool)
 
+    def reference_mask(self, batch: Batch, device: torch.device) -> torch.Tensor | None:
+        """bool [B]: which samples have a reference face; None when all do (or positions are
+        unknown), so the paper's plain batch means apply."""
+        pos = batch.positions[:, 0] if batch.positions is not None and len(self._has_ref) else None
+        if pos is None or len(pos) == 0 or pos.max() >= len(self._has_ref) or self._has_ref[pos].all():
+            return None
+        return torch.from_numpy(self._has_ref[pos]).to(device)
+
     def training_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
         hp = self.hp
         x, x_ref = batch.views[0], batch.views[1]
@@ -318,7 +388,7 @@ class GCNet(Supervised):
             rec_i = self.de2_i(p["zx"], p["sw_x"]).float()
         l_recon, terms = gcnet_reconstruction_loss(
             x.float(), x_ref.float(), p["g"].float(), rec_r, rec_i, float(hp["lambda_gen"]),
-            float(hp["lambda_recon_r"]), float(hp["lambda_recon_i"]))
+            float(hp["lambda_recon_r"]), float(hp["lambda_recon_i"]), self.reference_mask(batch, x.device))
         loss = cls + float(hp["lambda_r"]) * l_recon
         if hp["contrastive"]:
             loss = loss + float(hp["lambda_s"]) * contr
@@ -333,7 +403,11 @@ class GCNet(Supervised):
         the generator learns the reference (L_Gen,r, every frame -> its sequence's first frame)
         and En2 learns to identify the subject (softmax cross-entropy over training subjects)."""
         x, x_ref = batch.views[0], batch.views[1]
-        gen = half_squared_error(self.generate(x).float(), x_ref.float())
+        has_ref = self.reference_mask(batch, x.device)
+        if has_ref is None:
+            gen = half_squared_error(self.generate(x).float(), x_ref.float())
+        else:  # frames without a reference face: L_Gen,r leaves them out
+            gen, _ = gcnet_reconstruction_loss(x.float(), x_ref.float(), self.generate(x).float(), has_ref=has_ref)
         subject = torch.from_numpy(self._identity_of[batch.positions[:, 0]]).to(x.device)
         ident = F.cross_entropy(self.identity_head(self.encode(x)).float(), subject)
         return {"loss": gen + ident, "gen": gen.detach(), "identification": ident.detach()}
