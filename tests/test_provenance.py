@@ -335,10 +335,21 @@ def _doctor(capsys, *paths) -> tuple[int, list[str]]:
     return rc, capsys.readouterr().out.splitlines()
 
 
+def _stamp(cache: Path, margin: float = 0.2) -> str:
+    """Record in a hand-made cache's report.json the fingerprints `prepare` records; returns the
+    cache fingerprint (``margin`` stands for any crop setting: another one, another cache)."""
+    samples_fp = provenance.samples_fingerprint(pd.read_parquet(cache / "samples.parquet"))
+    settings = {"sizes": [32], "channels": 3, "margin": margin}
+    report = {**json.loads((cache / "report.json").read_text()), "samples_fingerprint": samples_fp,
+              "settings": settings, "fingerprint": provenance.cache_fingerprint(samples_fp, settings)}
+    (cache / "report.json").write_text(json.dumps(report))
+    return report["fingerprint"]
+
+
 def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     reader = _reader(tmp_path / "data")
     cache, folds = _prepared(tmp_path / "a", reader, tmp_path / "data")
-    make_fold_files(tmp_path / "r", subjects=6, frames=2, n_folds=3)
+    _stamp(make_fold_files(tmp_path / "r", subjects=6, frames=2, n_folds=3)[0])
     config = write_config(tmp_path / "r", epochs=1, methods={
         "toy": {"class": ToyProvenancePretrain.name, "finetune": "head", "pretrain": {"epochs": 1}}})
     results = tmp_path / "results"
@@ -369,6 +380,70 @@ def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     rc, lines = _doctor(capsys, cache)
     assert rc == 1 and f"incomplete  cache  {cache}: no readable report.json" in "\n".join(lines)
     assert f"stale       folds  {folds}: its cache {cache} is incomplete" in "\n".join(lines)
+
+
+def test_doctor_flags_a_result_whose_cache_folds_or_encoder_changed_since(tmp_path, capsys):
+    """metrics.json records the fingerprints of what the job read; a cache prepared again, another
+    folds table or another encoder.pt at those paths makes the result stale."""
+    cache, folds = make_fold_files(tmp_path / "r", subjects=6, frames=2, n_folds=3)
+    fingerprint = _stamp(cache)
+    config = write_config(tmp_path / "r", epochs=1, methods={
+        "toy": {"class": ToyProvenancePretrain.name, "finetune": "head", "pretrain": {"epochs": 1}}})
+    results = tmp_path / "results"
+    pre, run = results / "pretrain" / "toy", results / "runs" / "toy"
+    encoder = pre / "encoder.pt"
+    assert run_cli("pretrain", tmp_path / "r", config, pre, method="toy") == 0
+    assert run_cli("train", tmp_path / "r", config, run, method="toy",
+                   extra=["--pretrained", str(encoder)]) == 0
+    capsys.readouterr()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["inputs"] == {
+        "cache": {"path": str(cache), "fingerprint": fingerprint},
+        "folds": {"path": str(folds), "fingerprint": provenance.folds_fingerprint(pd.read_parquet(folds))},
+        "encoder": {"path": str(encoder), "sha256": provenance.file_sha256(encoder),
+                    "provenance": {"dataset": "fake", "fold": 0, "all_subjects": False, "n_subjects": 4}}}
+    assert json.loads((pre / "metrics.json").read_text())["inputs"] == {
+        k: metrics["inputs"][k] for k in ("cache", "folds")}
+    rc, lines = _doctor(capsys, results)
+    assert rc == 0, lines
+    assert f"ok          run    {run}: train fake toy fold 0 seed 0; inputs (cache, folds, encoder) unchanged" \
+        in lines, lines
+
+    def stale(*runs: Path) -> str:
+        rc, lines = _doctor(capsys, results)
+        assert rc == 1, lines
+        flagged = [line for line in lines if line.startswith("stale")]
+        assert [line.split()[2] for line in flagged] == [f"{r}:" for r in runs], lines
+        return "\n".join(flagged)
+
+    # the cache prepared again with another crop setting: both results read the old faces
+    _stamp(cache, margin=0.3)
+    text = stale(pre, run)
+    assert f"{run}: built from another cache than {cache} holds now (recorded {fingerprint[:12]}, now " in text
+    _stamp(cache)
+
+    # another folds table at the same path (same samples, other folds)
+    original = folds.read_bytes()
+    table = pd.read_parquet(folds)
+    table["fold"] = (table["fold"] + 1) % 3
+    table.to_parquet(folds, index=False)
+    assert f"{run}: built from another folds table than {folds} holds now" in stale(pre, run)
+    folds.write_bytes(original)
+
+    # another encoder.pt where the one the result was fine-tuned from was
+    saved = encoder.read_bytes()
+    payload = torch.load(encoder, weights_only=True)
+    payload["state"] = {k: v + 1 for k, v in payload["state"].items()}
+    torch.save(payload, encoder)
+    assert f"{run}: built from another encoder than {encoder} holds now" in stale(run)
+    encoder.write_bytes(saved)
+
+    # a result written before metrics.json recorded its inputs, and a cache gone since
+    del metrics["inputs"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert f"{run}: metrics.json records no input fingerprints (written by an older ferbench)" in stale(run)
+    shutil.rmtree(cache)
+    assert f"{pre}: its cache {cache} is not there" in stale(pre, run)
 
 
 def test_a_disk_filling_up_during_prepare_raises_instead_of_sigbus(tmp_path, capsys, monkeypatch):

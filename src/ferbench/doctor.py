@@ -7,7 +7,10 @@ Walks each folder and reports one line per artefact found:
   folds   a folds table (X.parquet + X.json): its own fingerprint, and built from the sample
           table of the cache beside it (or the one folds.json names)
   run     a run or pretraining folder (metrics.json, encoder.pt, checkpoint_last.pt, ...):
-          finished (metrics.json and the files it promises), encoder.pt recording its provenance
+          finished (metrics.json and the files it promises), encoder.pt recording its provenance,
+          and built from the inputs metrics.json names as they are now: the cache's and folds
+          table's fingerprints and the encoder file's sha256 (paths as the jobs were given them:
+          run doctor from the folder the jobs ran in)
   temp    a temporary file a killed writer left (removed by the writer's next start)
 
 Each is ``ok``, ``stale`` (built from something else than what is there now, or by a ferbench
@@ -111,7 +114,7 @@ def check_folds(meta_path: Path) -> Finding:
     return found("ok", f"{meta.get('kind')} x{meta.get('n_folds')} from {cache / 'samples.parquet'}")
 
 
-def check_run(folder: Path, names: set[str]) -> Finding:
+def check_run(folder: Path, names: set[str], memo: dict | None = None) -> Finding:
     def found(status: str, detail: str) -> Finding:
         return Finding(status, "run", folder, detail)
 
@@ -127,6 +130,9 @@ def check_run(folder: Path, names: set[str]) -> Finding:
         return found("incomplete", f"metrics.json without {', '.join(missing)}; rerun the job")
     detail = f"{'pretrain' if pretrain else 'train'} {metrics.get('dataset')} {metrics.get('method')} " \
              f"fold {metrics.get('fold')} seed {metrics.get('seed')}"
+    mismatch = provenance.check_inputs(metrics.get("inputs"), memo)
+    if mismatch:
+        return found("stale", mismatch)
     if "encoder.pt" in names:
         import torch
 
@@ -139,11 +145,14 @@ def check_run(folder: Path, names: set[str]) -> Finding:
             return found("stale", "encoder.pt records no provenance (dataset, fold, subjects seen); rerun pretrain")
         origin = "all subjects" if prov.get("all_subjects") else f"fold {prov.get('fold')}"
         detail += f"; encoder of {prov.get('dataset')} ({origin}, {len(prov['subjects'])} subjects)"
-    return found("ok", detail)
+    read = ", ".join(k for k in ("cache", "folds", "encoder") if metrics["inputs"].get(k))
+    return found("ok", f"{detail}; inputs ({read}) unchanged")
 
 
-def scan(root: Path) -> list[Finding]:
-    """Every artefact under ``root`` (a folder), checked."""
+def scan(root: Path, memo: dict | None = None) -> list[Finding]:
+    """Every artefact under ``root`` (a folder), checked (``memo``: input fingerprints already
+    computed, shared by the runs that read the same cache, folds table or encoder)."""
+    memo = {} if memo is None else memo
     out: list[Finding] = []
     for folder, dirs, files in os.walk(root):
         dirs.sort()
@@ -157,7 +166,7 @@ def scan(root: Path) -> list[Finding]:
             elif name == "folds.parquet" and "folds.json" not in names:
                 out.append(Finding("incomplete", "folds", here / name, "no folds.json beside it; rerun folds"))
         if names & set(RUN_FILES):
-            out.append(check_run(here, names))
+            out.append(check_run(here, names, memo))
         for path in io.temporary_files(here):
             out.append(Finding("incomplete", "temp", path, "temporary file a killed writer left; "
                                                            "the writer's next start removes it"))
@@ -166,11 +175,12 @@ def scan(root: Path) -> list[Finding]:
 
 def main(args: argparse.Namespace) -> int:
     findings: list[Finding] = []
+    memo: dict = {}
     for given in args.paths:
         root = Path(given)
         if not root.is_dir():
             raise FerbenchError(f"{root}: not a folder")
-        found = scan(root)
+        found = scan(root, memo)
         if not found:
             findings.append(Finding("incomplete", "none", root, "no cache, folds table or run found here"))
         findings.extend(found)

@@ -18,7 +18,8 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        metrics: {accuracy, macro_f1} | {valence_rmse, valence_pcc, valence_ccc,
                        valence_sagr, arousal_rmse, arousal_pcc, arousal_ccc, arousal_sagr},
                        legacy_metrics (only when config metrics.legacy; same keys),
-                       confusion (classification; rows = true class), n_train, n_test, steps,
+                       confusion (classification; rows = true class), inputs (the cache's, folds
+                       table's and encoder's fingerprints: ferbench.provenance), n_train, n_test, steps,
                        wall_s, budget, backbone, device, extra: {method-specific numbers}}
   predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
                        va: sample_id, valence, arousal, pred_valence, pred_arousal
@@ -37,8 +38,8 @@ Artefacts of ``pretrain``
                        [[dataset, subject], ...] seen}}; train --pretrained refuses one that saw
                        a test subject of its fold
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
-                       logged means}, n_train (frames sampled from), steps, wall_s, budget,
-                       backbone, device, extra}
+                       logged means}, inputs (as above, no encoder), n_train (frames sampled
+                       from), steps, wall_s, budget, backbone, device, extra}
   train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
 """
 
@@ -68,7 +69,7 @@ from ferbench.config import load_config, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
-from ferbench.provenance import check_encoder, encoder_provenance
+from ferbench.provenance import check_encoder, encoder_provenance, job_inputs
 
 #: test-time augmentation options (schedule key ``tta``)
 TTA = ("none", "flip")
@@ -574,6 +575,7 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
         pretrained = load_encoder(Path(args.pretrained), settings)
         check_encoder(args.pretrained, pretrained, args.dataset, data.folds, data.indices["test"],
                       data.subject_mask, data.fold)  # no test subject seen in pretraining
+    settings["inputs"] = job_inputs(args.cache, args.folds, data.folds, args.pretrained, pretrained)
     seed_everything(int(args.seed))
     method = cls(settings, task)
     method.setup(data, stage)
@@ -657,6 +659,7 @@ def main_train(args: argparse.Namespace) -> int:
         + f" ({trainer.images_seen / max(trainer.train_seconds, 1e-9):.0f} training images/s this attempt, "
         f"validation included)")
     log.save()
+    result["inputs"] = settings["inputs"]  # what doctor checks the result against
     io.write_json(out / "metrics.json", result)  # last: its presence means the job finished
     _clear_final(out, (CHECKPOINT,))  # finished: a rerun (changed config) starts afresh
     return 0
@@ -677,7 +680,7 @@ def main_pretrain(args: argparse.Namespace) -> int:
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
         "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
-        "extra": method.extra_metrics(),
+        "extra": method.extra_metrics(), "inputs": settings["inputs"],
     }
     trainer.write_log_csv()
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))

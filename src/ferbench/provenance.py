@@ -9,11 +9,15 @@ Fingerprints (sha256 hex) recorded at write time:
                  ``samples_fingerprint``}; ``fingerprint``: folds.parquet's own content.
   encoder.pt     ``provenance``: {dataset, fold (None for all subjects), all_subjects,
                  subjects: [[dataset, subject], ...] every subject whose frames it saw}.
+  metrics.json   ``inputs`` (train and pretrain): {cache: {path, fingerprint (report.json's)},
+                 folds: {path, fingerprint (the table's content)}, encoder (with --pretrained):
+                 {path, sha256 of the file, provenance: {dataset, fold, all_subjects, n_subjects}}},
+                 paths as the job was given them (relative to where it ran).
 
 ``load_fold`` refuses a cache without its marker, a folds table built from another sample table
 (naming both files) or whose rows do not name the cache's samples, and ``train --pretrained``
 refuses an encoder that saw one of the job's test subjects. ``ferbench doctor`` re-verifies all
-of it on disk.
+of it on disk, and a result against the inputs its metrics.json names (``check_inputs``).
 """
 
 from __future__ import annotations
@@ -160,3 +164,86 @@ def check_encoder(path: str | Path, payload: Mapping[str, Any], dataset: str, fo
         raise FerbenchError(f"{path}: encoder pretrained on {prov.get('dataset')} ({origin}) saw "
                             f"{len(overlap)} test subject(s) of {dataset} fold {fold}: {shown}; "
                             f"use the encoder pretrained for this fold")
+
+
+# -- results ----------------------------------------------------------------------------------
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def job_inputs(cache: str | Path, folds_path: str | Path, folds: pd.DataFrame,
+               encoder: str | Path | None = None,
+               payload: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a job's metrics.json records of its inputs (see the module docstring): the cache's
+    fingerprint (None when it was prepared before fingerprints), the folds table's content
+    fingerprint, and the encoder file's sha256 and provenance."""
+    report = read_report(cache)
+    inputs: dict[str, Any] = {
+        "cache": {"path": str(cache), "fingerprint": report.get("fingerprint")},
+        "folds": {"path": str(folds_path), "fingerprint": folds_fingerprint(folds)},
+    }
+    if encoder is not None:
+        prov = (payload or {}).get("provenance") or {}
+        inputs["encoder"] = {
+            "path": str(encoder), "sha256": file_sha256(encoder),
+            "provenance": {"dataset": prov.get("dataset"), "fold": prov.get("fold"),
+                           "all_subjects": prov.get("all_subjects"),
+                           "n_subjects": len(prov.get("subjects") or ())}}
+    return inputs
+
+
+def check_inputs(inputs: Any, memo: dict[tuple[str, str], Any] | None = None) -> str | None:
+    """Why a result's recorded inputs (metrics.json ``inputs``) no longer match the files they
+    name, or None when they all match. Relative paths are taken from the current folder, as the
+    jobs ran. ``memo`` caches each file's current fingerprint across the runs of one check."""
+    memo = {} if memo is None else memo
+    if not isinstance(inputs, Mapping) or not isinstance(inputs.get("cache"), Mapping) \
+            or not isinstance(inputs.get("folds"), Mapping):
+        return "metrics.json records no input fingerprints (written by an older ferbench); rerun the job"
+
+    def current(kind: str, path: Path) -> Any:
+        key = (kind, str(path))
+        if key not in memo:
+            try:
+                if not path.exists():
+                    raise FileNotFoundError(path)
+                if kind == "cache":
+                    memo[key] = read_report(path).get("fingerprint") or "<none>"
+                elif kind == "folds":
+                    memo[key] = folds_fingerprint(pd.read_parquet(path))
+                else:
+                    memo[key] = file_sha256(path)
+            except FileNotFoundError:
+                memo[key] = "<missing>"
+            except FerbenchError:  # no report.json: an incomplete cache
+                memo[key] = "<incomplete>"
+            except Exception as err:  # damaged parquet: pyarrow raises several types
+                memo[key] = f"<unreadable: {type(err).__name__}>"
+        return memo[key]
+
+    for kind, field, what in (("cache", "fingerprint", "cache"), ("folds", "fingerprint", "folds table"),
+                              ("encoder", "sha256", "encoder")):
+        entry = inputs.get(kind)
+        if kind == "encoder" and entry is None:
+            continue
+        if not isinstance(entry, Mapping) or not entry.get("path"):
+            return f"metrics.json: inputs.{kind} names no file; rerun the job"
+        path, recorded = Path(str(entry["path"])), entry.get(field)
+        if not recorded:
+            return f"its {what} {path} recorded no fingerprint (prepared by an older ferbench); rerun prepare and the job"
+        now = current(kind, path)
+        if now == "<missing>":
+            return f"its {what} {path} is not there (run doctor from the folder the jobs ran in); cannot verify"
+        if now == "<incomplete>":
+            return f"its {what} {path} is incomplete (no {MARKER}); rerun prepare and the job"
+        if now == "<none>":
+            return f"its {what} {path} records no fingerprint now (prepared by an older ferbench); rerun prepare and the job"
+        if now != recorded:
+            detail = now if now.startswith("<") else f"now {now[:12]}"
+            return (f"built from another {what} than {path} holds now (recorded {str(recorded)[:12]}, "
+                    f"{detail}); rerun the job")
+    return None
