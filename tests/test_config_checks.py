@@ -220,3 +220,34 @@ def test_registered_names_pass_the_schema_name_pattern():
         assert SCHEMA["$defs"]["schedule"]["properties"][key] == {"$ref": "#/$defs/name"}
     for name in [*method_names(), *OPTIMIZERS, *backbone_names()]:
         assert pattern.match(name) and len(name) <= SCHEMA["$defs"]["name"]["maxLength"], name
+
+
+# -- thread counts given on the command line -----------------------------------------------------
+@pytest.mark.parametrize("threads", ["0", "-2"])
+@pytest.mark.parametrize("verb", ["prepare", "pretrain", "train"])
+def test_threads_below_one_on_the_command_line_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch,
+                                                                    verb, threads):
+    """--threads 0 (or negative) was raised to 1 without a word; it is a mistake in the job's
+    command line (a profile or script computing 0 cores), reported before anything is written."""
+    from fake_fold import make_fold_files, write_config as write_params
+    from test_preprocess import _reader
+
+    from ferbench import preprocess
+
+    out = tmp_path / "out"
+    if verb == "prepare":
+        reader = _reader(tmp_path / "data", n=4)
+        monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+        argv = ["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]
+    else:
+        make_fold_files(tmp_path, subjects=3, frames=2)
+        methods = {"toy": {"class": "simclr"}} if verb == "pretrain" else None
+        config = write_params(tmp_path, epochs=1, methods=methods)
+        argv = [verb, "--config", str(config), "--dataset", "fake", "--method",
+                "toy" if verb == "pretrain" else "supervised", "--fold", "0", "--seed", "0",
+                "--cache", str(tmp_path / "cache"), "--folds", str(tmp_path / "folds.parquet"),
+                "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert cli.main([*argv, "--threads", threads]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"ferbench {verb}: error: --threads must be at least 1, got {threads}", err
+    assert not out.exists()

@@ -113,9 +113,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int) -> None:
-    torch.set_num_threads(max(1, int(threads)))
+    if int(threads) < 1:  # never raised silently: a 0 from a script is a mistake to report
+        raise FerbenchError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(int(threads))
     with contextlib.suppress(RuntimeError):  # only settable before the first parallel op
-        torch.set_num_interop_threads(max(1, int(threads)))
+        torch.set_num_interop_threads(int(threads))
     # flushes denormals in this thread only; the intra-op worker threads keep their own flag,
     # which is why flush_denormals() also zeroes them in the weights and optimiser state
     torch.set_flush_denormal(True)

@@ -456,7 +456,9 @@ def prepare_cache(
         raise FerbenchError(f"--channels must be 1 or 3, got {channels}")
     if not margin >= 0:
         raise FerbenchError(f"--margin must be >= 0, got {margin}")
-    threads = max(1, int(threads))
+    if int(threads) < 1:
+        raise FerbenchError(f"--threads must be at least 1, got {threads}")
+    threads = int(threads)
     if result is None:
         result = reader.read(root, strict=strict)
     table = result.table.reset_index(drop=True)
