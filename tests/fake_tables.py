@@ -147,9 +147,11 @@ def fake_multifold_runs(root: Path, folds: int = 10) -> None:
             write_run(root, "ckplus", method, k, metrics={"accuracy": acc, "macro_f1": acc - 0.1})
 
 
-def write_artefacts(run_json: Path, steps: int = 40) -> None:
-    """train_log.csv and predictions.parquet beside a fake run's metrics.json, as the engine
-    writes them (deterministic values from the run's fold and seed)."""
+def write_artefacts(run_json: Path, steps: int = 40, n: int = 30) -> None:
+    """train_log.csv, predictions.parquet and embeddings.parquet (``n`` test samples) beside a
+    fake run's metrics.json, as the engine writes them (deterministic values from the run's
+    fold and seed). Embeddings: 16 dimensions around one centre per class (the same centres in
+    every run), spread 0.3 for the baselines and 0.1 for other methods."""
     import pandas as pd
 
     obj = json.loads(Path(run_json).read_text())
@@ -160,7 +162,6 @@ def write_artefacts(run_json: Path, steps: int = 40) -> None:
     log["val_" + ("accuracy" if obj["task"] == "classification" else "mean_ccc")] = np.where(
         step % 20 == 0, 0.5 + step / 200, np.nan)
     log.to_csv(Path(run_json).parent / "train_log.csv", index=False)
-    n = 30
     if obj["task"] == "classification":
         k = len(obj["classes"])
         label = rng.integers(0, k, n)
@@ -172,3 +173,10 @@ def write_artefacts(run_json: Path, steps: int = 40) -> None:
                               "arousal": a, "pred_valence": 0.6 * v + rng.normal(0, 0.2, n),
                               "pred_arousal": 0.4 * a + rng.normal(0, 0.2, n)})
     preds.to_parquet(Path(run_json).parent / "predictions.parquet", index=False)
+    if obj["task"] == "classification":
+        centres = np.random.default_rng(7).normal(0, 1, (len(obj["classes"]), 16))
+        spread = 0.3 if obj["method"] in ("supervised", "cnn_baseline") else 0.1
+        feats = (centres[preds["label"]] + rng.normal(0, spread, (n, 16))).astype(np.float32)
+        emb = pd.DataFrame(feats, columns=[f"e{j}" for j in range(16)])
+        emb.insert(0, "sample_id", preds["sample_id"])
+        emb.to_parquet(Path(run_json).parent / "embeddings.parquet", index=False)

@@ -5,11 +5,13 @@ valence/arousal), per-fold scores with error bars over seeds, confusion matrices
 (row-normalised, counts in the cells), training curves per method from each run's
 train_log.csv, and for valence/arousal methods predictions against labels (scatter and 2-D
 density) from each run's predictions.parquet. Runs without those files are skipped (the caption
-says how many runs a figure draws on).
+says how many runs a figure draws on). For classification, a t-SNE of the test embeddings
+(embeddings.parquet) of the baseline beside the best other method, as in seed 003's Figure 5.
 
 Deterministic: the dots' jitter is drawn from a fixed seed (seaborn's stripplot uses NumPy's
-global generator; its state is saved and restored around the call), and PDFs carry no creation
-date, so the same runs give byte-identical files.
+global generator; its state is saved and restored around the call), the t-SNE's subsample and
+optimisation too (``TSNE_SEED``), and PDFs carry no creation date, so the same runs give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ import seaborn as sns  # noqa: E402
 
 from ferbench import io  # noqa: E402
 from ferbench.report.outputs import Outputs, safe_name  # noqa: E402
-from ferbench.report.runs import Run, data_label, variant_order  # noqa: E402
+from ferbench.report.runs import BASELINES, Run, data_label, variant_order  # noqa: E402
 
 FORMATS = ("png", "pdf")
 JITTER_SEED = 0
 LOG_NAME = "train_log.csv"
 PREDICTIONS = "predictions.parquet"
+EMBEDDINGS = "embeddings.parquet"
+#: t-SNE: at most this many test samples (a random subsample beyond), this seed for the
+#: subsample and the optimisation (keeps `make run` cheap: about a second per 1,000 points)
+TSNE_MAX_POINTS = 1000
+TSNE_SEED = 0
 LOG_INDEX = ("step", "epoch", "lr")
 
 
@@ -120,6 +127,7 @@ def write_figures(scores: pd.DataFrame, runs: list[Run],
                 for variant in variant_order({r.variant for r in task_runs}):
                     _confusion(figs, [r for r in task_runs if r.variant == variant], group,
                                variant, data, f"{stem}_confusion_{safe_name(variant)}")
+                _tsne(figs, task_runs, group, data, f"{stem}_tsne")
             else:
                 ccc = part[part["metric"].isin(["valence_ccc", "arousal_ccc"])].dropna(
                     subset=["value"])
@@ -272,3 +280,125 @@ def _va_predictions(figs: Figures, runs: list[Run], group: str, variant: str, da
               f"prediction; a flat cloud means the method predicts near-constant values. "
               f"Data: {data}.")
 
+
+
+# ------------------------------------------------------------------------------ t-SNE
+def mean_accuracy(runs: list[Run]) -> dict[str, float]:
+    """Mean test accuracy over folds x seeds per variant (runs with a NaN left out)."""
+    values: dict[str, list[float]] = {}
+    for r in runs:
+        acc = r.metrics.get("accuracy", np.nan)
+        if np.isfinite(acc):
+            values.setdefault(r.variant, []).append(float(acc))
+    return {v: float(np.mean(a)) for v, a in values.items()}
+
+
+def tsne_pair(runs: list[Run]) -> tuple[str, str] | None:
+    """(baseline, best) variants of one classification group: the baseline is ``supervised``
+    (else ``cnn_baseline``; of several backbones, the best-scoring); the best is the variant
+    of highest mean test accuracy among the non-baseline methods (ties: first by name). None
+    when either is missing."""
+    means = mean_accuracy(runs)
+    method = {r.variant: r.method for r in runs}
+    for name in BASELINES:
+        cands = sorted((v for v in means if method[v] == name), key=lambda v: (-means[v], v))
+        if cands:
+            baseline = cands[0]
+            break
+    else:
+        return None
+    others = sorted((v for v in means if method[v] not in BASELINES), key=lambda v: (-means[v], v))
+    return (baseline, others[0]) if others else None
+
+
+def _labelled_embeddings(run: Run) -> pd.DataFrame | None:
+    """A run's embeddings with its true class names (``label``), or None when unreadable."""
+    folder = run.path.parent
+    try:
+        emb = pd.read_parquet(folder / EMBEDDINGS)
+        labels = pd.read_parquet(folder / PREDICTIONS, columns=["sample_id", "label"])
+        table = emb.merge(labels, on="sample_id", how="inner", validate="one_to_one")
+    except (OSError, ValueError, KeyError):   # unreadable or duplicated ids: drawn without it
+        return None
+    names = np.asarray(run.classes or (), dtype=object)
+    codes = table["label"].to_numpy()
+    if not len(table) or codes.min() < 0 or codes.max() >= len(names):
+        return None
+    return table.assign(label=names[codes]).set_index("sample_id")
+
+
+def tsne_coordinates(features: np.ndarray, seed: int = TSNE_SEED) -> tuple[np.ndarray, float]:
+    """2-D t-SNE of ``features`` (scikit-learn, PCA initialisation, fixed ``random_state``);
+    perplexity 30, or (n - 1) / 3 for fewer than 91 points. Returns (coordinates, perplexity)."""
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(features, dtype=np.float64)
+    perplexity = float(min(30.0, (len(x) - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1)
+    return tsne.fit_transform(x), perplexity
+
+
+def _tsne(figs: Figures, runs: list[Run], group: str, data: str, stem: str) -> None:
+    pair = tsne_pair(runs)
+    if pair is None:
+        return
+    means = mean_accuracy(runs)
+    by_key = {(r.variant, r.fold, r.seed): r for r in runs}
+    # one trained model per panel (features of different folds' models share no space), the
+    # same test samples in both: the first (fold, seed) both methods have embeddings for
+    chosen = None
+    for fold, seed in sorted({(r.fold, r.seed) for r in runs if r.variant == pair[0]}):
+        runs_ = [by_key.get((v, fold, seed)) for v in pair]
+        if all(r is not None and (r.path.parent / EMBEDDINGS).is_file() for r in runs_):
+            tables = [_labelled_embeddings(r) for r in runs_]
+            if all(t is not None for t in tables):
+                chosen = fold, seed, tables
+                break
+    if chosen is None:
+        return
+    fold, seed, tables = chosen
+    ids = tables[0].index.intersection(tables[1].index, sort=False)
+    total = len(ids)
+    if total < 5:
+        return
+    if total > TSNE_MAX_POINTS:
+        pick = np.random.default_rng(TSNE_SEED).choice(total, TSNE_MAX_POINTS, replace=False)
+        ids = ids[np.sort(pick)]
+    classes = list(next(r for r in runs if r.variant == pair[0]).classes or ())
+    palette = dict(zip(classes, sns.color_palette("tab10" if len(classes) <= 10 else "husl",
+                                                  len(classes))))
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 4.4), layout="constrained")
+    perplexity, widths = 0.0, []
+    for ax, variant, table, role in zip(axes, pair, tables, ("baseline", "best method")):
+        part = table.loc[ids]
+        feats = part.filter(regex=r"^e\d+$").to_numpy()
+        widths.append(feats.shape[1])
+        xy, perplexity = tsne_coordinates(feats)
+        for name in classes:
+            mask = (part["label"] == name).to_numpy()
+            if mask.any():
+                ax.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.8, color=palette[name],
+                           label=name, rasterized=True)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{role}: {variant}\n(mean test accuracy {means[variant]:.3f})", fontsize=9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=7, title="true class",
+               title_fontsize=7)
+    fig.suptitle(f"{group}: t-SNE of the test embeddings, fold {fold}, seed {seed}, "
+                 f"{len(ids)} samples (ours; data: {data})", fontsize=9)
+    sub = (f"{len(ids)} of the run's {total} test samples" if len(ids) < total
+           else f"all {total} test samples of the run")
+    figs.save(fig, stem,
+              f"{group}: t-SNE of the test-set embeddings (the features each method's head reads, "
+              f"from embeddings.parquet: {widths[0]} and {widths[1]} dimensions) of the baseline "
+              f"{pair[0]} (left) and of {pair[1]} (right), the method with the highest mean test "
+              f"accuracy over folds × seeds among the non-baseline methods ({means[pair[1]]:.3f} "
+              f"against the baseline's {means[pair[0]]:.3f}), as in seed 003's Figure 5. One "
+              f"trained model per panel: fold {fold}, seed {seed}; {sub}"
+              + (f" (a random subsample, seed {TSNE_SEED}, to keep t-SNE cheap)" if len(ids) < total
+                 else "")
+              + f"; one dot per sample, coloured by its true class. scikit-learn's TSNE, 2-D, "
+              f"perplexity {perplexity:g}, PCA initialisation, random_state {TSNE_SEED}, on the "
+              f"raw features. Compact, separated colours mean features that separate the classes; "
+              f"the axes have no units and distances between clusters mean little. Data: {data}.")

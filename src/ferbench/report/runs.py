@@ -48,6 +48,8 @@ TASK_KEYS = {"classification": ("classes", "confusion"), "va": ()}
 TASK_METRICS = {"classification": ("accuracy", "macro_f1"), "va": VA_KEYS}
 #: ``extra`` entries with this key suffix are test-set measures and reported as metrics
 EXTRA_SUFFIX = "_test"
+#: the baseline methods (run names): listed first; the others are "the methods"
+BASELINES = ("supervised", "cnn_baseline")
 
 
 @dataclass
@@ -286,4 +288,4 @@ def metric_order(task: str, metrics: set[str]) -> list[str]:
 
 def variant_order(variants: set[str]) -> list[str]:
     # Baselines first, then alphabetical.
-    return sorted(variants, key=lambda v: (not v.startswith(("supervised", "cnn_baseline")), v))
+    return sorted(variants, key=lambda v: (not v.startswith(BASELINES), v))

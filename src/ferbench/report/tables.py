@@ -10,7 +10,7 @@ import pandas as pd
 from ferbench.io import write_text
 from ferbench.report.outputs import Outputs, safe_name
 from ferbench.report.published import PAPERS, Block, Paper, Row
-from ferbench.report.runs import Run, data_label, metric_order, variant_order
+from ferbench.report.runs import BASELINES, Run, data_label, metric_order, variant_order
 from ferbench.report.stats import ALPHA, confidence_interval, testable, wins
 
 DASH = "—"
@@ -200,7 +200,6 @@ def _meta_lines(runs: list[Run]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ per paper
-BASELINES = ("supervised", "cnn_baseline")
 WIN_MARK = "*"
 
 
