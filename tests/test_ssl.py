@@ -467,3 +467,77 @@ def test_mask_fn_encoder_that_saw_other_subjects_is_refused(clips, tmp_path):
         _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(tmp_path / "bare.pt")}).setup(data, "pretrain")
     with pytest.raises(FerbenchError, match="missing.pt: MaskFN patch encoder does not exist"):
         _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": str(tmp_path / "missing.pt")}).setup(data, "pretrain")
+
+
+# -- pretraining augmentation: hue/saturation jitter and Gaussian blur ---------------------------
+def _laplacian_variance(x):
+    k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+    return F.conv2d(x.reshape(-1, 1, *x.shape[-2:]), k).flatten(1).var(dim=1).view(x.shape[0], -1).mean(dim=1)
+
+
+def test_blur_is_v2_gaussian_blur_per_sample_and_lowers_the_laplacian_variance():
+    import torchvision.transforms.v2.functional as TF
+
+    from ferbench.augment import gaussian_blur
+
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)).expand(4, -1, -1, -1).contiguous()
+    sigma = torch.tensor([0.0, 0.5, 1.0, 2.0])                          # one image, four sigmas
+    out = gaussian_blur(x, sigma, 3)
+    assert torch.equal(out[0], x[0])                                     # sigma 0: untouched
+    for i in range(1, 4):
+        ref = TF.gaussian_blur(x[i], [3, 3], [float(sigma[i])] * 2)
+        assert torch.allclose(out[i], ref, atol=1e-5), i
+    lap = _laplacian_variance(out)
+    assert lap[0] == pytest.approx(_laplacian_variance(x)[0].item())
+    # fewer edges (a 3-tap kernel flattens towards a box as sigma grows, so not monotone past 1)
+    assert (lap[1:] < 0.6 * lap[0]).all() and lap[2] < lap[1]
+
+
+def test_hue_and_saturation_are_v2s_per_sample_and_leave_grey_images_alone(caplog):
+    import torchvision.transforms.v2.functional as TF
+
+    from ferbench.augment import AugmentConfig, Augmenter, adjust_hue, adjust_saturation
+
+    x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    hue = torch.tensor([0.0, 0.1, -0.2, 0.5, -0.35])
+    sat = torch.tensor([1.0, 0.6, 1.4, 0.0, 1.2])
+    got_h, got_s = adjust_hue(x, hue), adjust_saturation(x, sat)
+    for i in range(5):
+        assert torch.allclose(got_h[i], TF.adjust_hue(x[i], float(hue[i])), atol=1e-4), i
+        assert torch.allclose(got_s[i], TF.adjust_saturation(x[i], float(sat[i])), atol=1e-5), i
+    assert not torch.allclose(got_h[1], x[1], atol=1e-2)                   # the hue really moved
+    grey = x[:, :1].expand(-1, 3, -1, -1)                               # R = G = B
+    assert torch.allclose(adjust_hue(adjust_saturation(grey, sat), hue), grey, atol=1e-4)  # v2 luma sums to 0.9999
+    # the Augmenter: colour inputs get them; grey (1-channel) inputs skip them, said once, and
+    # draw the same parameters as a configuration without them
+    jitter = {"saturation": 0.4, "hue": 0.2, "brightness": 0.0, "contrast": 0.0, "rotate": 0.0,
+              "scale": (1.0, 1.0), "ratio": (1.0, 1.0), "flip": 0.0}
+    images = (x * 255).to(torch.uint8)
+    colour = Augmenter(AugmentConfig(**jitter), 3, torch.Generator().manual_seed(0))
+    assert not torch.allclose(colour(images), colour(images, train=False), atol=1e-2)
+    with caplog.at_level(logging.WARNING, logger="ferbench.augment"):
+        mono = Augmenter(AugmentConfig(**jitter), 1, torch.Generator().manual_seed(0))
+    assert [r.getMessage() for r in caplog.records] == [
+        "augment: hue/saturation jitter skipped: the inputs are grey (1 channel)"]
+    plain = Augmenter(AugmentConfig(**{**jitter, "saturation": 0.0, "hue": 0.0}), 1, torch.Generator().manual_seed(0))
+    assert torch.allclose(mono(images), mono(images, train=False), atol=1e-6)  # grey: unchanged
+    a, b = mono.sample(6), plain.sample(6)
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in ("scale_x", "shift_x", "angle", "brightness"))
+
+
+def test_ssl_pretraining_augmentation_is_the_authors_list():
+    from ferbench.augment import Augmenter
+
+    m = _method("simclr")
+    m.stage = "pretrain"
+    c = m.augment_config()
+    assert (c.brightness, c.contrast, c.saturation, c.hue, c.jitter_p) == (0.4, 0.4, 0.4, 0.2, 0.8)
+    assert (c.blur, c.blur_kernel, c.blur_sigma) == (0.5, 3, (0.1, 2.0))
+    p = Augmenter(c, 3, torch.Generator().manual_seed(0)).sample(4000)
+    jittered = (p.brightness != 1) | (p.hue != 0)
+    assert jittered.float().mean().item() == pytest.approx(0.8, abs=0.03)
+    assert (p.blur_sigma > 0).float().mean().item() == pytest.approx(0.5, abs=0.03)
+    on = p.blur_sigma[p.blur_sigma > 0]
+    assert 0.1 <= on.min() and on.max() <= 2.0
+    m.stage = "train"
+    assert m.augment_config().blur == 0.0 and m.augment_config().hue == 0.0   # fine-tuning: as before

@@ -8,11 +8,26 @@ per sample and are applied with a single ``affine_grid`` + ``grid_sample``.
 Parameters are drawn on the CPU from a ``torch.Generator`` (a few numbers per sample), then
 moved to the device: the draws are the same on CPU and GPU, and the generator's state is all a
 checkpoint needs to resume the exact sequence.
+
+Colour jitter and blur (SimCLR-style lists; off unless configured, and then drawn only when on,
+so configurations without them draw exactly what they did before):
+
+* ``saturation`` / ``hue``: per-sample factor in [1 - s, 1 + s] and hue shift in [-h, h] (a
+  fraction of the hue circle), as torchvision.transforms.v2's ``adjust_saturation`` /
+  ``adjust_hue`` with one factor per sample (v2 takes one per call): the blend with
+  ``v2.functional.rgb_to_grayscale`` and a batched HSV round trip. Colour inputs only: with a
+  grey (1-channel) input they are skipped, and the Augmenter says so once in the log;
+* ``jitter_p``: probability that a sample gets the colour jitter (brightness, contrast,
+  saturation, hue) at all, as SimCLR's RandomApply(ColorJitter, p=0.8); default 1;
+* ``blur``: probability of a Gaussian blur (``blur_kernel`` wide, sigma uniform in
+  ``blur_sigma``), as v2's ``gaussian_blur`` (reflect padding) with a sigma per sample: one
+  grouped convolution over the batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Mapping
 
@@ -21,6 +36,7 @@ import torch.nn.functional as F
 
 from ferbench.errors import FerbenchError
 
+log = logging.getLogger(__name__)
 #: ITU-R BT.601 luma weights, as PIL's "L" conversion uses.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 #: smallest standard deviation per-image standardisation divides by ([0, 1] grey levels)
@@ -35,6 +51,12 @@ class AugmentConfig:
     rotate: float = 10.0                   # max |rotation| in degrees
     brightness: float = 0.2                # factor drawn from [1 - b, 1 + b]
     contrast: float = 0.2                  # factor drawn from [1 - c, 1 + c]
+    saturation: float = 0.0                # factor drawn from [1 - s, 1 + s] (colour inputs only)
+    hue: float = 0.0                       # hue shift drawn from [-h, h], h <= 0.5 (colour only)
+    jitter_p: float = 1.0                  # probability of the colour jitter (b, c, s, h) per sample
+    blur: float = 0.0                      # probability of a Gaussian blur
+    blur_sigma: tuple[float, float] = (0.1, 2.0)   # its sigma, uniform (pixels)
+    blur_kernel: int = 3                   # its kernel size (odd)
     mean: float = 0.5                      # normalisation: (x - mean) / std, per channel alike
     std: float = 0.5
     standardize: bool = False              # instead: each image to mean 0, std 1 (its own
@@ -48,12 +70,18 @@ class AugmentConfig:
         unknown = sorted(set(given) - names)
         if unknown:
             raise FerbenchError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
-        for key in ("scale", "ratio"):
+        for key in ("scale", "ratio", "blur_sigma"):
             if key in given:
                 lo, hi = (float(v) for v in given[key])
                 if not 0 < lo <= hi:
                     raise FerbenchError(f"{where}.{key}: need 0 < low <= high, got {given[key]!r}")
                 given[key] = (lo, hi)
+        for key, top in (("saturation", 1.0), ("hue", 0.5), ("jitter_p", 1.0), ("blur", 1.0)):
+            if key in given and not 0.0 <= float(given[key]) <= top:
+                raise FerbenchError(f"{where}.{key}: must be in [0, {top:g}], got {given[key]!r}")
+        kernel = given.get("blur_kernel", cls.blur_kernel)
+        if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+            raise FerbenchError(f"{where}.blur_kernel: must be an odd positive integer, got {kernel!r}")
         return cls(**given)
 
 
@@ -69,17 +97,20 @@ class AugmentParams:
     angle: torch.Tensor       # radians
     brightness: torch.Tensor  # multiplicative factor
     contrast: torch.Tensor    # blend factor with the per-image mean grey level
+    saturation: torch.Tensor  # blend factor with the image's grey version (1: unchanged)
+    hue: torch.Tensor         # hue shift, fraction of the circle (0: unchanged)
+    blur_sigma: torch.Tensor  # Gaussian blur sigma in pixels (0: no blur)
 
     @classmethod
     def identity(cls, n: int) -> "AugmentParams":
         ones, zeros = torch.ones(n), torch.zeros(n)
         return cls(torch.zeros(n, dtype=torch.bool), ones, ones.clone(), zeros, zeros.clone(),
-                   zeros.clone(), ones.clone(), ones.clone())
+                   zeros.clone(), ones.clone(), ones.clone(), ones.clone(), zeros.clone(), zeros.clone())
 
     def to(self, device: torch.device) -> "AugmentParams":
         if self.angle.device == torch.device(device):
             return self
-        # one host->device copy for all fields instead of eight
+        # one host->device copy for all fields instead of one per field
         names = [f.name for f in dataclasses.fields(self)]
         packed = torch.stack([getattr(self, n).float() for n in names]).to(device, non_blocking=True)
         fields = dict(zip(names, packed.unbind(0)))
@@ -103,6 +134,10 @@ class Augmenter:
         self.config = config
         self.channels = channels
         self.generator = generator
+        #: hue/saturation jitter applies (colour inputs only)
+        self.colour_jitter = channels == 3 and (config.saturation > 0 or config.hue > 0)
+        if channels != 3 and (config.saturation > 0 or config.hue > 0) and config.enabled:
+            log.warning(f"augment: hue/saturation jitter skipped: the inputs are grey ({channels} channel)")
 
     # -- parameters ----------------------------------------------------------------------
     def _uniform(self, n: int, lo: float, hi: float) -> torch.Tensor:
@@ -123,7 +158,21 @@ class Augmenter:
         angle = self._uniform(n, -c.rotate, c.rotate) * (math.pi / 180.0)
         brightness = self._uniform(n, 1 - c.brightness, 1 + c.brightness)
         contrast = self._uniform(n, 1 - c.contrast, 1 + c.contrast)
-        return AugmentParams(flip, scale_x, scale_y, shift_x, shift_y, angle, brightness, contrast)
+        ones, zeros = torch.ones(n), torch.zeros(n)
+        # the draws below happen only when their option is on (older configs draw as before)
+        saturation, hue, sigma = ones, zeros, zeros
+        if self.colour_jitter:
+            saturation = self._uniform(n, 1 - c.saturation, 1 + c.saturation)
+            hue = self._uniform(n, -c.hue, c.hue)
+        if c.jitter_p < 1:
+            off = torch.rand(n, generator=self.generator) >= c.jitter_p
+            brightness, contrast = torch.where(off, ones, brightness), torch.where(off, ones, contrast)
+            saturation, hue = torch.where(off, ones, saturation), torch.where(off, zeros, hue)
+        if c.blur > 0:
+            on = torch.rand(n, generator=self.generator) < c.blur
+            sigma = torch.where(on, self._uniform(n, *c.blur_sigma), zeros)
+        return AugmentParams(flip, scale_x, scale_y, shift_x, shift_y, angle, brightness, contrast,
+                             saturation, hue, sigma)
 
     # -- application ---------------------------------------------------------------------
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
@@ -157,6 +206,10 @@ class Augmenter:
         c = p.contrast.view(-1, 1, 1, 1).to(x.dtype)
         grey_mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x * b - grey_mean * b) * c + grey_mean * b).clamp_(0.0, 1.0)
+        if self.colour_jitter and x.shape[1] == 3:
+            x = adjust_hue(adjust_saturation(x, p.saturation), p.hue)
+        if self.config.blur > 0:
+            x = gaussian_blur(x, p.blur_sigma, self.config.blur_kernel)
         return self.normalise(x)
 
     def __call__(self, images: torch.Tensor, train: bool = True) -> torch.Tensor:
@@ -164,3 +217,51 @@ class Augmenter:
         if not train or not self.config.enabled:
             return self.normalise(self.to_float(images))
         return self.apply(images, self.sample(images.shape[0]))
+
+
+# -- per-sample colour and blur ops on batches [B, C, H, W] in [0, 1] ------------------------------
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """v2's adjust_saturation with a factor per sample: blend with the grey image."""
+    from torchvision.transforms.v2.functional import rgb_to_grayscale
+
+    f = factor.to(x.dtype).view(-1, 1, 1, 1)
+    return (x * f + rgb_to_grayscale(x) * (1 - f)).clamp(0.0, 1.0)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """v2's adjust_hue with a shift per sample (a fraction of the hue circle): RGB -> HSV, rotate
+    the hue, back. A grey pixel (no chroma) has no hue and stays as it is."""
+    r, g, b = x.unbind(1)
+    value, _ = x.max(dim=1)
+    low, _ = x.min(dim=1)
+    chroma = value - low
+    has = chroma > 0
+    c = torch.where(has, chroma, torch.ones_like(chroma))
+    # hue in sextants (0..6) from whichever channel is the maximum
+    h = torch.where(value == r, ((g - b) / c) % 6, torch.where(value == g, (b - r) / c + 2, (r - g) / c + 4))
+    h = (h / 6 + shift.to(x.dtype).view(-1, 1, 1)) % 1.0
+    sat = torch.where(value > 0, chroma / value.clamp_min(1e-12), torch.zeros_like(value))
+    # back: each channel n in (5, 3, 1) is v - v s max(0, min(k, 4 - k, 1)), k = (n + 6 h) mod 6
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    k = (n + 6 * h.unsqueeze(1)) % 6
+    weight = torch.minimum(torch.minimum(k, 4 - k), torch.ones_like(k)).clamp_min(0.0)
+    out = value.unsqueeze(1) - (value * sat).unsqueeze(1) * weight
+    return torch.where(has.unsqueeze(1), out, x).clamp(0.0, 1.0)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel: int) -> torch.Tensor:
+    """v2's gaussian_blur (``kernel`` wide, reflect padding) with a sigma per sample; sigma 0
+    leaves the sample as it is. Separable, one grouped convolution per direction."""
+    b, ch, h, w = x.shape
+    radius = kernel // 2
+    if radius == 0:
+        return x
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device).view(1, -1)
+    s = sigma.to(x.dtype).view(-1, 1)
+    weights = torch.exp(-0.5 * (t / s.clamp_min(1e-6)) ** 2)
+    weights = torch.where(s > 0, weights, (t == 0).to(x.dtype).expand_as(weights))
+    weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(ch, dim=0)   # [B*C, k]
+    y = x.reshape(1, b * ch, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), weights.view(b * ch, 1, 1, -1), groups=b * ch)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), weights.view(b * ch, 1, -1, 1), groups=b * ch)
+    return y.view(b, ch, h, w)

@@ -8,8 +8,8 @@ overrides ``pretraining_step`` (and, for another data sampler, ``sampling_units`
 * a projector MLP backbone features -> ``proj_hidden_dim`` -> ``proj_dim`` (128: SimCLR,
   MoCo-v2, seed 001), used in pretraining only;
 * pretrain stage: contrastive pretraining on ``pretrain_views`` = 2 strongly augmented views of
-  each frame (``pretrain_augment``: larger crops, stronger brightness/contrast, no rotation; a
-  random greyscale with probability ``grayscale``). Frames come from the pretraining dataset:
+  each frame (``pretrain_augment``: the seed authors' SimCLR-style list, see below; a random
+  greyscale with probability ``grayscale``). Frames come from the pretraining dataset:
   ``pretrain_dataset`` (null: the target itself, per fold, training-fold subjects only; another
   dataset: all its subjects, one job serving every fold), as in seed 000's triplet;
 * train stage: the supervised baseline from the pretrained backbone: ``finetune: full``
@@ -20,8 +20,11 @@ overrides ``pretraining_step`` (and, for another data sampler, ``sampling_units`
 BaseMomentumMethod), frozen for the optimiser and updated after every pretraining step by
 ``tau`` rising from ``momentum_base`` to ``momentum_final`` on BYOL's cosine schedule.
 
-Augmentation differs from the papers' (augment.py has no saturation/hue jitter or blur):
-random resized crop (scale 0.2-1), flip, brightness/contrast 0.4, greyscale p 0.2.
+Pretraining augmentation, as the seed 001 authors' list (ColorJitter(0.4, 0.4, 0.4, 0.2) with
+p 0.8, GaussianBlur(3) with p 0.5, greyscale p 0.2): random resized crop (scale 0.2-1; theirs is
+a 112 crop of a 128 resize), flip, brightness/contrast/saturation 0.4 and hue 0.2 jitter on 80%
+of the views, a 3-wide Gaussian blur (sigma 0.1-2) on half of them, greyscale p 0.2. Hue and
+saturation need colour inputs: with ``channels: 1`` they are skipped (one log line).
 """
 
 from __future__ import annotations
@@ -49,7 +52,8 @@ class SSLMethod(Supervised):
         "grayscale": 0.2,            # pretraining: probability of a greyscale view
         "pretrain_dataset": None,    # dataset whose frames pretrain the encoder (null: the target)
         "pretrain_augment": {"scale": [0.2, 1.0], "ratio": [0.75, 1.3333], "rotate": 0.0,
-                             "brightness": 0.4, "contrast": 0.4},
+                             "brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.2,
+                             "jitter_p": 0.8, "blur": 0.5, "blur_sigma": [0.1, 2.0], "blur_kernel": 3},
     }
     train_only_hparams: ClassVar[tuple[str, ...]] = ("finetune", "head_dropout")
 
