@@ -105,12 +105,60 @@ def test_method_test_set_measures_from_extra(done):
     assert "ref_test_samples" not in metrics and "data" not in metrics
     assert ("supervised", "gen_ref_mse_test") not in csv.index
     md = (done["tables"] / "ckplus.md").read_text()
-    assert md_header(md, "Method")[4:] == ["accuracy", "macro_f1", "gen_ref_mse_test",
-                                           "identity_ref_mse_test", "Significantly better than"]
-    assert md_row(md, "supervised")[6:8] == ["—", "—"]
+    assert md_header(md, "Method")[4:] == ["accuracy", "pooled_accuracy", "macro_f1",
+                                           "gen_ref_mse_test", "identity_ref_mse_test",
+                                           "Significantly better than"]
+    assert md_row(md, "supervised")[7:9] == ["—", "—"]
     # CI: 0.002 ± t(0.975, 1) * 0.00141421 / sqrt(2) = 0.002 ± 12.7062 * 0.001
-    assert md_row(md, "gcnet_s1r1")[6:8] == ["0.00200 ± 0.00141 [-0.01071, 0.01471]",
+    assert md_row(md, "gcnet_s1r1")[7:9] == ["0.00200 ± 0.00141 [-0.01071, 0.01471]",
                                              "0.00400 ± 0.00000 [0.00400, 0.00400]"]
+
+
+def test_pooled_accuracy_beside_the_mean_over_folds(tmp_path):
+    """Two folds of different sizes, worked by hand: fold 0 has 10 test samples, 9 right (0.9);
+    fold 1 has 30, 15 right (0.5). Mean over folds (0.9 + 0.5) / 2 = 0.7; pooled (9 + 15) /
+    (10 + 30) = 24 / 40 = 0.6. One pooled number: no ± in its cell."""
+    runs = tmp_path / "runs"
+    for fold, confusion in enumerate([[[4, 1], [0, 5]], [[10, 10], [5, 5]]]):
+        acc = (confusion[0][0] + confusion[1][1]) / sum(map(sum, confusion))
+        write_run(runs, "ckplus", "supervised", fold, classes=["happy", "sad"], confusion=confusion,
+                  metrics={"accuracy": acc, "macro_f1": acc})
+    # a VA dataset beside it gets no pooled accuracy
+    write_run(runs, "afewva", "caf", 0, task="va", metrics=va(0.2, 0.3))
+    code, out = run_aggregate(tmp_path, runs)
+    assert code == 0
+    csv = pd.read_csv(out["tables"] / "ckplus.csv").set_index(["variant", "metric"])
+    assert csv.loc[("supervised", "accuracy"), "mean"] == pytest.approx(0.7)
+    assert csv.loc[("supervised", "pooled_accuracy"), "mean"] == pytest.approx(0.6)
+    assert csv.loc[("supervised", "pooled_accuracy"), "n_runs"] == 2
+    assert math.isnan(csv.loc[("supervised", "pooled_accuracy"), "std"])
+    md = (out["tables"] / "ckplus.md").read_text()
+    header, row = md_header(md, "Method"), md_row(md, "supervised")
+    assert header[4:6] == ["accuracy", "pooled_accuracy"]
+    assert row[4].startswith("0.7000 ± 0.2828") and row[5] == "0.6000"
+    assert "pooled_accuracy: the accuracy of all runs' test predictions concatenated" in md
+    summary = json.loads(out["summary"].read_text())
+    assert summary["ckplus"]["supervised"]["accuracy"] == pytest.approx(0.7)
+    assert summary["ckplus"]["supervised"]["pooled_accuracy"] == pytest.approx(0.6)
+    assert "pooled_accuracy" not in summary["afewva"]["caf"]
+    assert "pooled_accuracy" not in (out["tables"] / "afewva.md").read_text()
+
+
+def test_pooled_accuracy_counts_every_seed_and_skips_empty_runs(tmp_path):
+    from ferbench.report.runs import pooled_accuracy
+    runs = tmp_path / "runs"
+    # seed 0: 3/4 and 1/2 right; seed 1: 4/4 and 0/2 -> (3 + 1 + 4 + 0) / 12 = 2/3
+    for seed, (a, b) in enumerate([([[2, 1], [0, 1]], [[1, 0], [1, 0]]),
+                                   ([[2, 0], [0, 2]], [[0, 1], [1, 0]])]):
+        for fold, confusion in enumerate((a, b)):
+            write_run(runs, "ckplus", "caf", fold, seed, classes=["x", "y"], confusion=confusion,
+                      metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    write_run(runs, "fer2013", "caf", 0, classes=["x", "y"], confusion=[[0, 0], [0, 0]],
+              metrics={"accuracy": 0.0, "macro_f1": 0.0})
+    frame = pooled_accuracy(collect_runs(runs)[0]).set_index("group")
+    assert frame.loc["ckplus", "mean"] == pytest.approx(2 / 3)
+    assert frame.loc["ckplus", "n_runs"] == 4 and frame.loc["ckplus", "n"] == 4
+    assert math.isnan(frame.loc["fer2013", "mean"]) and frame.loc["fer2013", "n"] == 0
 
 
 def test_cells_keep_three_significant_digits_for_small_values():

@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"ferbench aggregate: note: {note}", file=sys.stderr)
     scores = scores_frame(runs)
-    summary = summarise(scores)
+    summary = summarise(scores, runs)   # + pooled accuracy per classification method
     tests = paired_tests(scores, run_sizes(runs), variant_order)
 
     table_out = Outputs(args.tables)

@@ -8,7 +8,10 @@ wrongly typed value is a FerbenchError naming the file (and key); no run at all 
 
 Decisions
 * Mean ± std is over all runs (folds x seeds) of a method: sample std (ddof=1); a single run has
-  no std. A metric that is NaN in some runs (undefined, e.g. PCC of constant predictions) is
+  no std. Classification also gets ``pooled_accuracy``: all runs' test predictions concatenated
+  (correct / test samples, from the confusion matrices), which weights each fold by its size;
+  papers report either. One number, so no std or CI; with every seed on the same folds it is
+  the mean over seeds of each seed's pooled accuracy. A metric that is NaN in some runs (undefined, e.g. PCC of constant predictions) is
   averaged over the others and flagged; ``n`` counts the finite values.
 * Runs whose ``budget`` differs from the config's ``budget`` are left out (they belong to another
   configuration, e.g. demo runs left behind after switching to ``paper``); the count is printed
@@ -50,6 +53,9 @@ TASK_METRICS = {"classification": ("accuracy", "macro_f1"), "va": VA_KEYS}
 EXTRA_SUFFIX = "_test"
 #: the baseline methods (run names): listed first; the others are "the methods"
 BASELINES = ("supervised", "cnn_baseline")
+#: classification: accuracy of all runs' test predictions concatenated (summary metric)
+POOLED = "pooled_accuracy"
+SUMMARY_KEYS = ["group", "dataset", "task", "num_classes", "variant", "method", "backbone", "metric"]
 
 
 @dataclass
@@ -260,16 +266,49 @@ def run_sizes(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame({"n_train": [r.n_train for r in runs], "n_test": [r.n_test for r in runs]})
 
 
-def summarise(scores: pd.DataFrame) -> pd.DataFrame:
+def summarise(scores: pd.DataFrame, runs: list[Run] | None = None) -> pd.DataFrame:
     """mean, sample std (ddof=1), n finite values, n runs and the 95% CI (stats.py) per
-    group/task/variant/metric."""
-    keys = ["group", "dataset", "task", "num_classes", "variant", "method", "backbone", "metric"]
+    group/task/variant/metric; with ``runs``, also each classification variant's
+    ``pooled_accuracy`` (:func:`pooled_accuracy`)."""
+    keys = SUMMARY_KEYS
     g = scores.groupby(keys, sort=True, dropna=False)["value"]
     out = g.agg(mean="mean", std=lambda v: v.std(ddof=1), n="count", n_runs="size",
                 ci_low=lambda v: confidence_interval(v)[0],
                 ci_high=lambda v: confidence_interval(v)[1]).reset_index()
     data = scores.groupby(keys, dropna=False)["data"].agg(lambda v: data_label(set(v)))
-    return out.merge(data.reset_index(), on=keys)
+    out = out.merge(data.reset_index(), on=keys)
+    pooled = pooled_accuracy(runs or [])
+    if pooled.empty:
+        return out
+    out = pd.concat([out, pooled[out.columns]], ignore_index=True)
+    return out.sort_values(keys, kind="stable", ignore_index=True)
+
+
+def pooled_accuracy(runs: list[Run]) -> pd.DataFrame:
+    """Per classification group and variant, in summarise's columns (metric ``pooled_accuracy``):
+    the accuracy of every run's test predictions concatenated, i.e. the summed confusion
+    matrices' trace over their sum (the mean over runs weights each fold equally, this each
+    test sample). ``mean`` holds it; std and CI are NaN (one number); ``n`` = ``n_runs`` = the
+    runs pooled (``n`` 0 when they have no test samples)."""
+    pooled: dict[tuple, list] = {}
+    for r in runs:
+        if r.task != "classification" or r.confusion is None:
+            continue
+        key = (r.group, r.dataset, r.task, r.num_classes, r.variant, r.method, r.backbone)
+        entry = pooled.setdefault(key, [0, 0, 0, set()])
+        entry[0] += int(np.trace(r.confusion))
+        entry[1] += int(r.confusion.sum())
+        entry[2] += 1
+        entry[3].add(r.data)
+    rows = [{**dict(zip(SUMMARY_KEYS, (*key, POOLED))),
+             "mean": correct / total if total else math.nan, "std": math.nan,
+             "n": n_runs if total else 0, "n_runs": n_runs, "ci_low": math.nan,
+             "ci_high": math.nan, "data": data_label(data)}
+            for key, (correct, total, n_runs, data) in sorted(pooled.items(), key=lambda kv: str(kv[0]))]
+    frame = pd.DataFrame(rows, columns=[*SUMMARY_KEYS, "mean", "std", "n", "n_runs", "ci_low",
+                                        "ci_high", "data"])
+    frame["num_classes"] = frame["num_classes"].astype("Int64")
+    return frame
 
 
 def data_label(values: set[str]) -> str:
@@ -279,6 +318,8 @@ def data_label(values: set[str]) -> str:
 
 def metric_order(task: str, metrics: set[str]) -> list[str]:
     base = list(TASK_METRICS[task]) + (["mean_ccc"] if task == "va" else [])
+    if task == "classification":
+        base.insert(base.index("accuracy") + 1, POOLED)   # beside the mean over runs
     first = [m for m in base if m in metrics]
     others = sorted(m for m in metrics if m not in base and not m.startswith("legacy_"))
     legacy = [f"legacy_{m}" for m in first + others if f"legacy_{m}" in metrics]

@@ -10,7 +10,7 @@ import pandas as pd
 from ferbench.io import write_text
 from ferbench.report.outputs import Outputs, safe_name
 from ferbench.report.published import PAPERS, Block, Paper, Row
-from ferbench.report.runs import BASELINES, Run, data_label, metric_order, variant_order
+from ferbench.report.runs import BASELINES, POOLED, Run, data_label, metric_order, variant_order
 from ferbench.report.stats import ALPHA, confidence_interval, testable, wins
 
 DASH = "—"
@@ -32,6 +32,10 @@ CI_NOTE = ("Cells: mean ± sample std [95% confidence interval of the mean: Stud
 TEST_TEXT = (f"paired over (fold, seed): corrected resampled t-test (Nadeau & Bengio 2003), "
              f"p < {ALPHA}; Wilcoxon signed-rank p and every pair in `paired_tests.csv`")
 WINS_HEADER = "Significantly better than"
+POOLED_NOTE = ("accuracy: the mean over runs (folds × seeds) of each run's test accuracy, every "
+               "fold weighted equally; pooled_accuracy: the accuracy of all runs' test predictions "
+               "concatenated (correct / test samples), every sample weighted equally, one number "
+               "(no ± or CI). Papers report either; with folds of different sizes they differ.")
 
 
 def describe_data(labels: set[str]) -> str:
@@ -155,7 +159,8 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             md.extend(f"- {line}" for line in meta)
             md.append("")
             md.append(markdown_table(header, rows, numeric={2, *range(4, len(header) - 1)}))
-            footnotes = [CI_NOTE] + ([NAN_NOTE] if "†" in flags else []) + \
+            footnotes = [CI_NOTE] + ([POOLED_NOTE] if POOLED in metrics else []) + \
+                        ([NAN_NOTE] if "†" in flags else []) + \
                         ([SINGLE_NOTE] if "single" in flags else []) + \
                         [f"{WINS_HEADER}: {TEST_TEXT}."
                          + ("" if can_test else f" Here: {why_not}.")] + \
