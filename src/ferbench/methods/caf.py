@@ -48,6 +48,9 @@ Learning-FER, src/main.py, models.py, utils.py) gives the numbers. What differs 
   betas ``adam_betas`` (0.5, 0.9), each decayed x``lr_gamma`` (0.9) every ``lr_step`` (5000)
   iterations (StepLR; a schedule's own ``lr_schedule`` other than constant replaces it). The
   paper budget's lr is the code's 1e-4; params.yaml turns weight decay off, as in the code.
+  The rest of the ``paper`` budget's recipe is not published (the poster gives none): ResNet-18
+  (the poster's R18 row) at 224 px, batch 128 and 256 epochs, AVCE's R18 recipe on AFEW-VA
+  (same authors), where the code's batch 256 is for AlexNet (tests/test_paper_recipes.py).
 * **Head**: the baseline's linear tanh head on the backbone's vector. Deviation: the code's
   AlexNet regressor (avg-pool, 9216 -> 64 -> 8 -> 2, no tanh) becomes the backbone's own
   pooling part (``alexnet_reduced``: 9216 -> 32) + this head, as for every other method.

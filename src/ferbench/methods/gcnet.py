@@ -73,6 +73,13 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   pretraining the generator's ReLU output dies even at lr 1e-4): use Adam, whose steps do not
   scale with the loss, and set ``decoder_lr_mult: 1`` with it (params.yaml does): with Adam the
   10x decoder rate kept the generator at the identity mapping's error (README).
+* The ``paper`` budget (params.yaml ``budgets: {paper: ...}``; tests/test_paper_recipes.py):
+  64 px grey, batch 64, lr 1e-3, weight decay 1e-4, the ``inv`` policy, as sec. 4.1; Adam and
+  ``decoder_lr_mult`` 1 as above; 300 epochs, where the paper gives only a maximum of 3e5
+  iterations (about 21,700 epochs of a CK+ fold's ~880 training images); the pretraining
+  stand-in 50 epochs. The ``cnn_baseline`` run (class supervised) shares the optimiser,
+  epochs, batch and augmentation, with a constant learning rate (the supervised class has no
+  ``inv`` policy).
 * Batches carry (frame, its sequence's first frame); ``transform`` draws ONE set of augmentation
   parameters per pair, so the target shares the input's crop, rotation, flip and intensity.
 * Test time: a single image, predict(x) = head(|En2(x) - En2(G(x))|).
