@@ -158,6 +158,49 @@ def test_workflow_reports_a_params_yaml_syntax_error_with_line_and_column(tmp_pa
     assert re.search(r"^params\.yaml:4:\d+: not valid YAML: expected ',' or ']'", out, re.M), out
 
 
+def test_a_configfile_syntax_error_names_file_line_and_column(tmp_path, capsys):
+    """Snakemake reads a --configfile in its command line, before any of the workflow's code, and
+    says only that it is not valid JSON or YAML (the README quotes it); its --verbose traceback
+    has PyYAML's position, and `ferbench validate-config params.yaml FILE` gives it in one line."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(SYNTAX_ERROR)
+    with ThreadPoolExecutor(2) as pool:
+        plain, verbose = pool.map(lambda extra: snakemake("--dry-run", *extra, "--configfile", str(path)),
+                                  [[], ["--verbose"]])
+    for dag in (plain, verbose):
+        assert dag.returncode != 0, dag.stdout + dag.stderr
+    out = plain.stdout + plain.stderr
+    assert "Config file is not valid JSON or YAML." in out, out
+    assert "Building DAG" not in out and "Job stats:" not in out, out
+    assert f'in "{path}", line 4, column' in verbose.stdout + verbose.stderr, verbose.stderr
+    assert cli.main(["validate-config", str(ROOT / "params.yaml"), str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert re.fullmatch(rf"ferbench validate-config: error: {re.escape(str(path))}:4:\d+: not valid YAML: "
+                        rf"expected ',' or ']'.*started at line 3, column 13\)", err), err
+
+
+def test_validate_config_checks_configfile_overrides_merged_over_params_yaml(tmp_path, capsys):
+    """A --configfile usually holds a few overrides: alone it is no valid config, merged over
+    params.yaml (as Snakemake merges it) it is checked like the workflow checks it."""
+    params = str(ROOT / "params.yaml")
+    override = tmp_path / "more_memory.yaml"
+    override.write_text("resources:\n  train: {mem_mb: 32000}\nbudgets:\n  demo: {lr: 0.01}\n")
+    assert cli.main(["validate-config", params, str(override)]) == 0
+    assert capsys.readouterr().out.strip() == f"{params} + {override}: valid"
+    override.write_text("resources:\n  train: {threads: 0}\n")
+    assert cli.main(["validate-config", params, str(override)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"ferbench validate-config: error: {params} + {override}: resources.train.threads: "
+                          f"0 is less than the minimum of 1"), err
+    # the other keys of resources.train stay those of params.yaml (merged, not replaced)
+    from ferbench.config import merged_config
+
+    override.write_text("resources:\n  train: {mem_mb: 32000}\n")
+    merged = merged_config([params, override])
+    assert merged["resources"]["train"] == {**PARAMS["resources"]["train"], "mem_mb": 32000}
+
+
 def test_workflow_and_validate_config_call_the_one_check():
     snakefile = (ROOT / "workflow" / "Snakefile").read_text()
     assert "check_config(config" in snakefile

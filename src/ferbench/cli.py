@@ -120,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="CACHE_OR_RESULTS_DIR")
     p.set_defaults(func=_lazy("ferbench.doctor:main"))
 
-    p = verbs.add_parser("validate-config", help="check params.yaml against its schema")
-    p.add_argument("config")
+    p = verbs.add_parser("validate-config", help="check params.yaml (and --configfile overrides) "
+                                                 "as the workflow does, before any job runs")
+    p.add_argument("config", nargs="+", metavar="CONFIG",
+                   help="params.yaml, then any files given to snakemake --configfile, merged in "
+                        "order as Snakemake merges them (e.g. params.yaml my.yaml)")
     p.set_defaults(func=_lazy("ferbench.config:main"))
     return parser
 

@@ -192,9 +192,24 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
     return {name: classes[name] for name in config["run"]["methods"]}
 
 
+def merged_config(paths: list[str | Path]) -> dict[str, Any]:
+    """The config Snakemake builds from params.yaml and ``--configfile`` files: each file read
+    (a syntax error names its file, line and column), later ones merged over earlier ones by
+    Snakemake's own update_config (nested mappings key by key, anything else replaced)."""
+    config = load_config(paths[0], validate=False)
+    if len(paths) > 1:
+        from snakemake.utils import update_config
+
+        for path in paths[1:]:
+            update_config(config, load_config(path, validate=False))
+    return config
+
+
 def main(args: argparse.Namespace) -> int:
-    check_config(load_config(args.config, validate=False), str(args.config))
-    print(f"{args.config}: valid")
+    paths = [args.config] if isinstance(args.config, (str, Path)) else list(args.config)
+    where = " + ".join(map(str, paths))  # a merged config's key may come from any of them
+    check_config(merged_config(paths), where)
+    print(f"{where}: valid")
     return 0
 
 
