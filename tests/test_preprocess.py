@@ -134,7 +134,8 @@ def test_prepare_writes_faces_samples_and_report(tmp_path):
     reader = _reader(tmp_path / "data", broken={4}, skipped={"label file without an image sequence": 2})
     out = tmp_path / "cache"
     report = prepare_cache(reader, tmp_path / "data", out, sizes=[32, 48], threads=1, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["faces_32.npy", "faces_48.npy", "report.json", "samples.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["faces_32.npy", "faces_48.npy", "landmarks.npy", "report.json",
+                                                     "samples.parquet"]
     faces = np.load(out / "faces_48.npy", mmap_mode="r")
     assert isinstance(faces, np.memmap) and faces.shape == (11, 3, 48, 48) and faces.dtype == np.uint8
     assert np.load(out / "faces_32.npy", mmap_mode="r").shape == (11, 3, 32, 32)
@@ -205,7 +206,7 @@ def test_failed_rerun_keeps_no_report_of_the_old_cache(tmp_path):
     with pytest.raises(_Boom):
         prepare_cache(_FailingReader("fake", base.result), tmp_path / "data", out, sizes=[32], progress=False)
     # the old, complete files stay; the completion marker is gone so nothing trusts a mix
-    assert sorted(p.name for p in out.iterdir()) == ["faces_32.npy", "samples.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["faces_32.npy", "landmarks.npy", "samples.parquet"]
 
 
 def test_threads_give_identical_output_and_order(tmp_path, monkeypatch):
@@ -300,3 +301,61 @@ def test_sequence_boxes_frame_every_frame_of_a_sequence_alike() -> None:
     assert landmark_box(out["landmarks"][2]) == (0, 0, 5, 5)
     assert out["landmarks"][3] == [1, 1, 2, 2]          # no sequence: untouched
     assert table["landmarks"][1] == [12, 22, 48, 90]   # the caller's table is not modified
+
+
+# -- landmarks in the cache ---------------------------------------------------------------------
+def test_a_landmark_maps_to_its_crop_pixel():
+    """A bright dot at a known image pixel, named by a landmark: after the crop (shifted inside
+    the image, and zero-padded where it leaves it) the point's crop coordinates land on the dot."""
+    for dot, box_points in (((103, 61), [80, 40, 140, 100]), ((12, 9), [0, 0, 40, 30])):
+        image = np.zeros((120, 160), np.uint8)
+        image[dot[1], dot[0]] = 255
+        marks = box_points + list(dot)                                  # three points
+        x0, y0, side = preprocess.square_region(preprocess.landmark_box(marks), 0.3, image.shape)
+        (face,), method, region = preprocess.crop_face_region(image, [side], landmarks=marks, margin=0.3)
+        assert method == "landmarks" and region == (x0, y0, side)
+        f = preprocess.points_to_crop(marks, region, 3)
+        px, py = f[2] * side - 0.5                                       # size = side: no resampling
+        assert (round(px), round(py)) == (dot[0] - x0, dot[1] - y0)
+        assert face[0, round(py), round(px)] == 255 and face.sum() == 3 * 255
+    # another number of points than the dataset's, or none: NaN
+    assert np.isnan(preprocess.points_to_crop([1, 2, 3, 4], (0, 0, 10), 3)).all()
+    assert np.isnan(preprocess.points_to_crop(None, (0, 0, 10), 3)).all()
+
+
+def test_prepare_stores_landmarks_in_crop_fractions(tmp_path):
+    reader = _reader(tmp_path / "data", broken={4})
+    reader.result.table.at[2, "landmarks"] = None                       # one row without points
+    out = tmp_path / "cache"
+    report = prepare_cache(reader, tmp_path / "data", out, sizes=[48], threads=1, progress=False)
+    marks = np.load(out / "landmarks.npy")
+    assert marks.shape == (11, 2, 2) and marks.dtype == np.float32
+    assert report["landmarks"] == {"points": 2, "rows": 10} and report["settings"]["cache_format"] == 2
+    samples = pd.read_parquet(out / "samples.parquet")
+    row = int(samples.index[samples["sample_id"] == "s002"][0])
+    assert np.isnan(marks[row]).all()
+    # the white square's corners (50 + i, 30) and (90 + i, 70): a 56 px square from (42 + i, 22)
+    others = np.delete(marks, row, axis=0)
+    np.testing.assert_allclose(others[:, 0], np.tile([8.5 / 56, 8.5 / 56], (10, 1)), rtol=1e-6)
+    np.testing.assert_allclose(others[:, 1], np.tile([48.5 / 56, 48.5 / 56], (10, 1)), rtol=1e-6)
+    faces = np.load(out / "faces_48.npy")
+    # the corner pixel of the white square in the face is where the landmark says
+    x, y = np.round(others[0, 0] * 48 - 0.5).astype(int)
+    assert faces[0, 0, y + 1, x + 1] == 255 and faces[0, 0, y - 2, x - 2] == 0
+    no_marks = _reader(tmp_path / "plain", landmarks=False)
+    report = prepare_cache(no_marks, tmp_path / "plain", tmp_path / "c2", sizes=[32], progress=False)
+    assert np.load(tmp_path / "c2" / "landmarks.npy").shape == (12, 0, 2) and report["landmarks"]["points"] == 0
+    # what training jobs read (FoldData.landmarks): the memmap, None without points or file
+    from ferbench.data import FoldData, open_landmarks
+
+    opened = open_landmarks(out, 11)
+    np.testing.assert_array_equal(opened, marks)
+    assert open_landmarks(tmp_path / "c2", 12) is None
+    (tmp_path / "c2" / "landmarks.npy").unlink()                        # a cache of format 1
+    assert open_landmarks(tmp_path / "c2", 12) is None
+    with pytest.raises(FerbenchError, match=r"landmarks.npy: expected float \[12, P, 2\]"):
+        open_landmarks(out, 12)
+    fold = FoldData(images=faces, folds=samples, meta={}, fold=0, indices={}, subject_mask=np.ones(11, bool),
+                    cache_row=samples["cache_row"].to_numpy(np.int64)[::-1].copy(), label=np.zeros(11, np.int64),
+                    va=np.zeros((11, 2), np.float32), landmarks=opened)
+    np.testing.assert_array_equal(fold.landmarks_at(np.array([[0, 1]])), marks[[10, 9]][None])

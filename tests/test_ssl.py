@@ -362,7 +362,7 @@ def test_mask_fn_removes_the_most_similar_negative_and_weights_it(clips, monkeyp
     assert not m.mask_encoder.training
     views = [torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(j)) for j in range(2)]
     desc = [torch.randn(4, 6, generator=torch.Generator().manual_seed(7 + j)) for j in range(2)]
-    monkeypatch.setattr(m, "part_descriptors", lambda v: desc)
+    monkeypatch.setattr(m, "part_descriptors", lambda v, boxes=None: desc)
     batch = Batch(positions=np.zeros((4, 2), np.int64), images=torch.zeros(4, 2, 3, 16, 16, dtype=torch.uint8),
                   labels=torch.full((4,), -1), va=torch.zeros(4, 2), views=views + views)
     got = m.pretraining_step(batch)["loss"]
@@ -541,3 +541,111 @@ def test_ssl_pretraining_augmentation_is_the_authors_list():
     assert 0.1 <= on.min() and on.max() <= 2.0
     m.stage = "train"
     assert m.augment_config().blur == 0.0 and m.augment_config().hue == 0.0   # fine-tuning: as before
+
+
+# -- FaceSwap / MaskFN regions from landmarks ------------------------------------------------------
+def _template(dx=0.0, dy=0.0, scale=1.0):
+    """68 iBUG points (crop fractions) of a schematic face, moved by (dx, dy) and scaled about
+    the centre: brows at y 0.3, eyes at 0.38, nose 0.4-0.6 on the midline, mouth round (0.5, 0.75)."""
+    pts = np.zeros((68, 2))
+    pts[0:17] = np.c_[np.linspace(0.15, 0.85, 17), 0.5 + 0.35 * np.sin(np.linspace(0, np.pi, 17))]
+    pts[17:22] = np.c_[np.linspace(0.25, 0.45, 5), np.full(5, 0.30)]
+    pts[22:27] = np.c_[np.linspace(0.55, 0.75, 5), np.full(5, 0.30)]
+    pts[27:36] = np.c_[np.full(9, 0.5), np.linspace(0.40, 0.60, 9)]
+    pts[36:42] = np.c_[np.linspace(0.28, 0.42, 6), np.full(6, 0.38)]
+    pts[42:48] = np.c_[np.linspace(0.58, 0.72, 6), np.full(6, 0.38)]
+    a = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    pts[48:68] = np.c_[0.5 + 0.12 * np.cos(a), 0.75 + 0.04 * np.sin(a)]
+    return ((pts - 0.5) * scale + 0.5 + [dx, dy]).astype(np.float32)
+
+
+def test_landmark_regions_patches_and_alignment():
+    from ferbench.face_regions import box_masks, crop_boxes, landmark_boxes, similarity_theta, warp
+
+    pts = torch.from_numpy(np.stack([_template(), _template(0.1, 0.05)]))
+    mouth = landmark_boxes(pts, "mouth")
+    pad = 0.15 * 0.24
+    assert torch.allclose(mouth[0], torch.tensor([0.71 - pad, 0.79 + pad, 0.38 - pad, 0.62 + pad]), atol=1e-3)
+    assert torch.allclose(mouth[1] - mouth[0], torch.tensor([0.05, 0.05, 0.1, 0.1]), atol=1e-3)
+    nan = torch.full((1, 68, 2), float("nan"))
+    assert torch.isnan(landmark_boxes(nan, "eyes")).all()
+    mask = box_masks(torch.tensor([[[0.25, 0.5, 0.25, 0.75]]]), 16, 16, feather=0.0)
+    assert mask.sum() == 4 * 8 and mask[0, 0, 4, 4] == 1 and mask[0, 0, 3, 4] == 0
+    # each image's own box: a ramp's right half is columns 8..15
+    x = torch.arange(16.0).view(1, 1, 1, 16).expand(2, 1, 16, 16)
+    patch = crop_boxes(x, torch.tensor([[0.0, 1.0, 0.5, 1.0], [0.0, 1.0, 0.0, 0.5]]), 8)
+    assert 8 <= patch[0].min() and patch[0].max() <= 15 and patch[1].max() <= 7.5
+    # Procrustes: warping the image of points `moving` puts them on `fixed` (shift and scale)
+    img = torch.zeros(1, 1, 64, 64)
+    img[0, 0, 30:34, 20:24] = 1.0                                   # a blob at fractions (0.34, 0.5)
+    moving = torch.from_numpy(_template())[None]
+    fixed = torch.from_numpy(_template(0.15, -0.1, 1.2))[None]
+    out = warp(img, similarity_theta(moving, fixed))
+    ys, xs = torch.nonzero(out[0, 0] > 0.5, as_tuple=True)
+    want = ((np.array([22.0, 32.0]) / 64 - 0.5) * 1.2 + 0.5 + [0.15, -0.1]) * 64  # blob centre moved
+    assert abs(xs.float().mean().item() + 0.5 - want[0]) < 1.0 and abs(ys.float().mean().item() + 0.5 - want[1]) < 1.0
+    assert torch.equal(similarity_theta(nan, fixed), torch.eye(2, 3)[None])   # no points: identity
+
+
+def test_face_swap_from_landmarks_keeps_the_expression_region_and_the_identity(clips):
+    """The expression's face (subject A, dark skin 60, an open mouth: a bright bar on its mouth)
+    sits elsewhere in its crop than the identity's (subject B, skin 150, closed mouth): the swap
+    puts A's mouth at B's mouth, B's skin everywhere outside B's parts, and nothing at A's
+    mouth position (the fixed regions would have pasted it there)."""
+    table, mask, _ = clips
+    s = 32
+    src_pts, base_pts = _template(-0.12, -0.1), _template(0.08, 0.06)
+    seq = table["sequence"].to_numpy(object)
+    a_rows = np.flatnonzero(seq == "A_long")[:2]
+    b_rows = np.flatnonzero(seq == "B_mid")[:2]
+    points = {int(a_rows[1]): src_pts, int(b_rows[0]): base_pts}
+
+    def landmarks_at(positions):
+        flat = [points.get(int(p), np.full((68, 2), np.nan, np.float32)) for p in np.ravel(positions)]
+        return np.stack(flat).reshape(np.shape(positions) + (68, 2))
+
+    m = _method("ssl_fer", {"face_swap": 1.0, "face_swap_feather": 0.0})
+    m.setup(SimpleNamespace(folds=table, subject_mask=mask, fold=0, landmarks_at=landmarks_at), "pretrain")
+    extra = m.extra_metrics()                                          # counted: 2 frames with points
+    assert extra["landmark_frames"] == 2 and extra["part_frames"] == 49
+    face_a = torch.full((3, s, s), 60, dtype=torch.uint8)
+    (mx, my) = (src_pts[48:68].mean(0) * s).astype(int)
+    face_a[:, my - 1:my + 1, mx - 3:mx + 3] = 230                        # A's open mouth
+    face_b = torch.full((3, s, s), 150, dtype=torch.uint8)
+    images = torch.stack([torch.stack([face_b, face_a]), torch.stack([face_b, face_b])])
+    rows = np.array([[a_rows[0], a_rows[1]], [b_rows[0], b_rows[1]]])
+    batch = Batch(positions=rows, images=images, labels=torch.full((2,), -1), va=torch.zeros(2, 2))
+    out = m.swap_positives(batch, torch.Generator().manual_seed(0))[0, 1, 0].int()
+    (bx, by) = (base_pts[48:68].mean(0) * s).astype(int)
+    assert out[by, bx] > 200 and out[by - 1:by + 1, bx - 2:bx + 2].float().mean() > 200   # A's mouth at B's
+    assert (out[my - 1:my + 1, mx - 3:mx + 3] == 150).all()           # not where A had it
+    assert (out[:4] == 150).all() and (out[:, :4] == 150).all()       # B's identity around
+
+
+def test_mask_fn_patches_come_from_each_frames_landmarks(clips):
+    from ferbench.augment import Augmenter
+    from ferbench.face_regions import DEFAULT_REGIONS, landmark_boxes
+
+    table, mask, _ = clips
+    pts = _template(0.05, -0.04)
+
+    def landmarks_at(positions):      # frames of even position have points, odd ones none
+        out = np.full(np.shape(positions) + (68, 2), np.nan, np.float32)
+        out[np.asarray(positions) % 2 == 0] = pts
+        return out
+
+    m = _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": "random"})
+    m.setup(SimpleNamespace(folds=table, subject_mask=mask, fold=0, landmarks_at=landmarks_at), "pretrain")
+    rows = m.sampler.draw(m.sampler.anchors[:6], torch.Generator().manual_seed(0))
+    batch = _constant_batch(m, table, rows)
+    m.stage = "pretrain"
+    views = m.transform(batch, Augmenter(m.augment_config(), 3, torch.Generator().manual_seed(0)), train=True)
+    assert len(views) == 4
+    eyes = batch.part_boxes["eyes"]                                    # column-major: [col 0 rows, col 1 rows]
+    order = rows.T.reshape(-1)
+    want = landmark_boxes(torch.from_numpy(pts)[None], "eyes")[0]
+    for i, pos in enumerate(order):
+        expected = want if pos % 2 == 0 else torch.tensor(DEFAULT_REGIONS["eyes"])
+        assert torch.allclose(eyes[i], expected, atol=1e-6), (i, pos)
+    desc = m.part_descriptors(views[2:], batch.part_boxes)
+    assert len(desc) == 2 and desc[0].shape == (6, 2 * m.feature_dim)

@@ -35,6 +35,9 @@ class FoldData:
     cache_row     int64 per position
     label         int64 per position (-1 when not a protocol sample)
     va            float32 [n, 2] per position (NaN where unknown)
+    landmarks     float32 [N, P, 2] per cache row (landmarks.npy, memmap): landmark points in
+                  crop fractions (at size S, pixel f * S - 0.5), NaN where a row has none;
+                  None when the cache has none (a reader without points, or an older cache)
     """
 
     images: np.ndarray
@@ -46,6 +49,7 @@ class FoldData:
     cache_row: np.ndarray
     label: np.ndarray
     va: np.ndarray
+    landmarks: np.ndarray | None = None
     _all_sequences: "SequenceTable | None" = dataclasses.field(default=None, init=False, repr=False)
 
     @property
@@ -67,6 +71,15 @@ class FoldData:
     @property
     def channels(self) -> int:
         return int(self.images.shape[1])
+
+    def landmarks_at(self, positions: np.ndarray) -> np.ndarray | None:
+        """float32 [*positions.shape, P, 2] landmark fractions of folds positions (NaN: none),
+        or None when the cache has no landmarks."""
+        if self.landmarks is None:
+            return None
+        positions = np.asarray(positions, dtype=np.int64)
+        return np.asarray(self.landmarks[self.cache_row[positions.reshape(-1)]]).reshape(
+            positions.shape + self.landmarks.shape[1:])
 
     # -- sequences (one table, built once per mask; stills are left out) --------------------
     def sequence_table(self, mask: np.ndarray | None = None, until_apex: bool = False) -> "SequenceTable":
@@ -187,6 +200,21 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         raise FerbenchError(f"{path}: {what} is not valid JSON ({err})") from None
 
 
+def open_landmarks(cache: str | Path, n_images: int) -> np.ndarray | None:
+    """Memory-map ``landmarks.npy`` (cache format 2): None when absent (an older cache) or when
+    the cache holds no points (P = 0)."""
+    path = Path(cache) / "landmarks.npy"
+    if not path.is_file():
+        return None
+    try:
+        marks = np.load(path, mmap_mode="r") if path.stat().st_size else None
+    except (ValueError, OSError) as err:
+        raise FerbenchError(f"{path}: unreadable landmarks ({err}); rerun prepare") from None
+    if marks is None or marks.ndim != 3 or marks.shape[2] != 2 or len(marks) != n_images:
+        raise FerbenchError(f"{path}: expected float [{n_images}, P, 2] landmarks; rerun prepare")
+    return marks if marks.shape[1] else None
+
+
 def open_images(cache: str | Path, size: int) -> np.ndarray:
     """Memory-map ``faces_{size}.npy``; a missing size names the sizes that exist."""
     cache = Path(cache)
@@ -255,7 +283,8 @@ def load_fold(cache: str | Path, folds_path: str | Path, fold: int, image_size: 
                    folds["arousal"].to_numpy(np.float32, na_value=np.nan)], axis=1)
     data = FoldData(images=images, folds=folds, meta=meta, fold=int(fold), indices=indices,
                     subject_mask=np.asarray(mask, bool), cache_row=cache_row,
-                    label=folds["label"].to_numpy(np.int64), va=va)
+                    label=folds["label"].to_numpy(np.int64), va=va,
+                    landmarks=open_landmarks(cache, len(images)))
     if data.task == "classification" and data.num_classes < 2:
         raise FerbenchError(f"{meta_path}: classification folds need at least 2 classes")
     if data.task == "va":

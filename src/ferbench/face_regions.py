@@ -1,10 +1,17 @@
-"""Facial regions of aligned face crops, batched on tensors, for seed 001's FaceSwap and MaskFN.
+"""Facial regions of face crops, batched on tensors, for seed 001's FaceSwap and MaskFN.
 
-The face cache holds crops aligned by each dataset's landmarks (or a detector), but not the
-landmark points themselves, so the regions are *canonical* boxes of the aligned crop (fractions
-``[y0, y1, x0, x1]`` of its height and width) instead of the convex hulls of 68 landmarks the
-authors used: eyes and brows, nose and mouth (FaceSwap), eyes and mouth (MaskFN's patches).
-Both faces of a swap are aligned crops, so the landmark alignment step is the identity.
+Regions are boxes ``[y0, y1, x0, x1]`` in fractions of the crop's height and width, one per
+image: from the image's 68 iBUG landmarks (the face cache's landmarks.npy, see
+:func:`landmark_boxes`: the points of the part, padded) where it has them, else the *canonical*
+boxes of an aligned crop (``DEFAULT_REGIONS``). The authors used the parts' convex hulls; boxes
+keep everything a few batched comparisons. FaceSwap aligns the expression's face onto the
+identity's by a similarity transform fitted to their landmarks (:func:`similarity_theta`,
+batched Procrustes); without landmarks on either side the crops' own alignment stands in.
+
+* :func:`landmark_boxes`: per-image boxes of landmark parts (NaN rows: no usable points);
+* :func:`box_masks`: the union of each image's boxes, feathered -> [B, 1, H, W] in [0, 1];
+* :func:`crop_boxes`: each image's own box resized to a square [B, C, size, size];
+* :func:`similarity_theta`: affine_grid matrices warping images so their points land on others';
 
 * :func:`region_mask`: the union of boxes, feathered by a Gaussian blur -> [1, 1, H, W] in [0, 1];
 * :func:`gaussian_blur`: separable Gaussian blur of [B, C, H, W] (reflect padding);
@@ -33,6 +40,16 @@ DEFAULT_REGIONS: dict[str, list[float]] = {
 }
 #: pupil distance as a fraction of the crop width (canonical eye centres at 0.32 and 0.68)
 PUPIL_DISTANCE = 0.36
+#: the iBUG 68-point parts (0-based indices)
+IBUG = {"brows": tuple(range(17, 27)), "nose": tuple(range(27, 36)), "eyes": tuple(range(36, 48)),
+        "mouth": tuple(range(48, 68))}
+#: each region as landmark parts and padding (fraction of the box's larger side on every side)
+LANDMARK_REGIONS: dict[str, tuple[tuple[str, ...], float]] = {
+    "eyes_brows": (("brows", "eyes"), 0.08),
+    "nose_mouth": (("nose", "mouth"), 0.08),
+    "eyes": (("eyes",), 0.15),
+    "mouth": (("mouth",), 0.15),
+}
 
 
 def check_box(box: Box) -> tuple[float, float, float, float]:
@@ -88,3 +105,88 @@ def crop_patches(x: torch.Tensor, box: Box, size: int) -> torch.Tensor:
     top, bottom, left, right = _pixels(box, *x.shape[-2:])
     return F.interpolate(x[..., top:bottom, left:right], size=(size, size), mode="bilinear",
                          align_corners=False)
+
+
+# -- per-image regions from landmarks --------------------------------------------------------------
+def landmark_boxes(points: torch.Tensor, region: str) -> torch.Tensor:
+    """[B, 4] boxes [y0, y1, x0, x1] (crop fractions, clipped to the crop) of ``region``
+    (LANDMARK_REGIONS) from 68-point landmarks [B, 68, 2] (x, y fractions); NaN rows where the
+    image has no usable points (missing, another count, or a box empty after clipping)."""
+    b = points.shape[0]
+    nan = torch.full((b, 4), float("nan"), device=points.device)
+    if points.ndim != 3 or points.shape[1] != 68:
+        return nan
+    parts, pad = LANDMARK_REGIONS[region]
+    idx = [i for part in parts for i in IBUG[part]]
+    pts = points[:, idx].float()
+    lo, hi = pts.amin(dim=1), pts.amax(dim=1)                  # [B, 2] (x, y)
+    margin = pad * (hi - lo).amax(dim=1, keepdim=True)
+    lo, hi = (lo - margin).clamp(0.0, 1.0), (hi + margin).clamp(0.0, 1.0)
+    boxes = torch.stack([lo[:, 1], hi[:, 1], lo[:, 0], hi[:, 0]], dim=1)
+    ok = torch.isfinite(pts).all(dim=(1, 2)) & (hi - lo > 1e-3).all(dim=1)
+    return torch.where(ok.view(-1, 1), boxes, nan)
+
+
+def boxes_or_default(boxes: torch.Tensor, default: Box) -> tuple[torch.Tensor, torch.Tensor]:
+    """(boxes with NaN rows replaced by ``default``, bool [B]: the row came from landmarks)."""
+    ok = torch.isfinite(boxes).all(dim=1)
+    fallback = torch.tensor(check_box(default), dtype=torch.float32, device=boxes.device).expand_as(boxes)
+    return torch.where(ok.view(-1, 1), boxes.float(), fallback), ok
+
+
+def box_masks(boxes: torch.Tensor, h: int, w: int, feather: float = 0.03) -> torch.Tensor:
+    """[B, 1, h, w]: 1 inside any of each image's boxes [B, G, 4] (fractions), 0 outside, edges
+    feathered by a Gaussian of sigma ``feather`` x the crop size. Pixel (i, j) is inside when
+    its centre is."""
+    ys = (torch.arange(h, device=boxes.device, dtype=torch.float32) + 0.5) / h
+    xs = (torch.arange(w, device=boxes.device, dtype=torch.float32) + 0.5) / w
+    y0, y1, x0, x1 = (boxes[..., i].unsqueeze(-1) for i in range(4))       # [B, G, 1]
+    in_y = (ys >= y0) & (ys <= y1)                                          # [B, G, h]
+    in_x = (xs >= x0) & (xs <= x1)                                          # [B, G, w]
+    mask = (in_y.unsqueeze(-1) & in_x.unsqueeze(-2)).any(dim=1, keepdim=True).float()
+    return gaussian_blur(mask, feather * max(h, w)).clamp_(0.0, 1.0)
+
+
+def crop_boxes(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's own box [B, 4] (fractions) of [B, C, H, W], resampled (bilinear) to
+    [B, C, size, size]: one grid_sample for the batch."""
+    y0, y1, x0, x1 = boxes.to(x.dtype).unbind(1)
+    zeros = torch.zeros_like(x0)
+    # output normalised (-1..1) -> input normalised: centre 2c - 1, half-extent (x1 - x0)
+    theta = torch.stack([torch.stack([x1 - x0, zeros, x0 + x1 - 1], dim=1),
+                         torch.stack([zeros, y1 - y0, y0 + y1 - 1], dim=1)], dim=1)
+    grid = F.affine_grid(theta, [x.shape[0], x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def similarity_theta(moving: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
+    """[B, 2, 3] affine_grid matrices (align_corners=False) that warp each image whose points
+    are ``moving`` [B, N, 2] (x, y crop fractions) so that they land on ``fixed``: the least-
+    squares similarity fixed <- moving (Procrustes, no reflection), inverted for sampling.
+    Rows with a non-finite point get the identity."""
+    ok = torch.isfinite(moving).all(dim=(1, 2)) & torch.isfinite(fixed).all(dim=(1, 2))
+    m = torch.where(ok.view(-1, 1, 1), moving, torch.zeros_like(moving)).double()
+    f = torch.where(ok.view(-1, 1, 1), fixed, torch.zeros_like(fixed)).double()
+    # normalised coordinates: 2 * fraction - 1
+    m, f = 2 * m - 1, 2 * f - 1
+    mc, fc = m.mean(dim=1, keepdim=True), f.mean(dim=1, keepdim=True)
+    m0, f0 = m - mc, f - fc
+    cov = f0.transpose(1, 2) @ m0                                   # [B, 2, 2]
+    u, sv, vt = torch.linalg.svd(cov)
+    d = torch.sign(torch.linalg.det(u @ vt))
+    fix = torch.diag_embed(torch.stack([torch.ones_like(d), d], dim=1))
+    rot = u @ fix @ vt                                              # fixed = s R moving + t
+    scale = (sv * fix.diagonal(dim1=1, dim2=2)).sum(dim=1) / (m0 ** 2).sum(dim=(1, 2)).clamp_min(1e-12)
+    # sampling maps an output (fixed-frame) point p to the moving image: R^T (p - t) / s
+    inv = rot.transpose(1, 2) / scale.clamp_min(1e-12).view(-1, 1, 1)
+    t = fc.squeeze(1) - scale.view(-1, 1) * (rot @ mc.transpose(1, 2)).squeeze(-1)
+    theta = torch.cat([inv, -(inv @ t.unsqueeze(-1))], dim=2)
+    eye = torch.eye(2, 3, dtype=theta.dtype, device=theta.device).expand_as(theta)
+    ok = ok & torch.isfinite(theta).all(dim=(1, 2)) & (scale > 1e-6)
+    return torch.where(ok.view(-1, 1, 1), theta, eye).float()
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """grid_sample [B, C, H, W] through affine_grid matrices [B, 2, 3] (border padding)."""
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -6,6 +6,12 @@ Writes into the dataset's cache folder::
                        one per requested size; open with np.load(path, mmap_mode="r")
     samples.parquet    the reader's sample table for the N cached rows, in reader order,
                        plus int64 ``cache_row`` (the row in every faces_*.npy)
+    landmarks.npy      float32 [N, P, 2]: each row's landmark points (x, y) in crop coordinates
+                       as fractions of the crop's side, size-free: at size S the point is at
+                       pixel f * S - 0.5 (pixel centres at integers); NaN for a row without
+                       points (or with another count than the dataset's P); P = 0 when the
+                       reader gave none. Cache format 2 (``settings.cache_format``): an older
+                       cache has no file and reads as "no landmarks".
     report.json        {dataset, variant, images, skipped: {reason: n}, sizes, channels,
                         margin, crop: {method: n}}
 
@@ -70,6 +76,8 @@ from ferbench.errors import FerbenchError
 from ferbench.split_check import check_splits, format_summary, report_problems, summary_dict
 
 CROP_METHODS = ("landmarks", "box", "detector", "center", "whole")
+#: cache layout version (in report.json's settings): 2 added landmarks.npy
+CACHE_FORMAT = 2
 UNREADABLE = "unreadable image"
 #: Rows per work item: large enough to amortise scheduling, small enough to balance threads.
 CHUNK_ROWS = 32
@@ -242,7 +250,13 @@ def locate_face(
     return ((width - side) / 2.0, (height - side) / 2.0, side, side), "center"
 
 
-def crop_face(
+def crop_face(image: np.ndarray, sizes: Sequence[int], **options: Any) -> tuple[list[np.ndarray], str]:
+    """One image -> ([uint8 C x size x size per size], crop method). Crops once, resizes per size."""
+    faces, method, _ = crop_face_region(image, sizes, **options)
+    return faces, method
+
+
+def crop_face_region(
     image: np.ndarray,
     sizes: Sequence[int],
     *,
@@ -253,8 +267,8 @@ def crop_face(
     precropped: bool = False,
     detector: Callable[[np.ndarray], Box | None] | None = None,
     where: str = "image",
-) -> tuple[list[np.ndarray], str]:
-    """One image -> ([uint8 C x size x size per size], crop method). Crops once, resizes per size."""
+) -> tuple[list[np.ndarray], str, tuple[int, int, int]]:
+    """crop_face, plus the square (x0, y0, side) it cut from the image (for ``points_to_crop``)."""
     image = _normalise(image, channels, where)
     face, method = locate_face(image, landmarks, box, precropped=precropped, detector=detector)
     # precropped and centre fallbacks are exact squares/whole images: no margin around them
@@ -269,11 +283,46 @@ def crop_face(
         else:
             face_px = face_px.transpose(2, 0, 1)
         out.append(np.ascontiguousarray(face_px))
-    return out, method
+    return out, method, (x0, y0, side)
+
+
+def points_to_crop(landmarks: Any, region: tuple[int, int, int], points: int) -> np.ndarray:
+    """Flat image landmarks [x0, y0, x1, y1, ...] -> float32 [points, 2] fractions of the crop
+    square ``region`` = (x0, y0, side): (x - x0 + 0.5) / side, pixel centres at integers as in
+    the image (the resize maps centres to centres). NaN when there are no points or another
+    number of them."""
+    out = np.full((points, 2), np.nan, dtype=np.float32)
+    if landmarks is None or points == 0:
+        return out
+    try:
+        pts = np.asarray(landmarks, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return out
+    if pts.size != 2 * points:
+        return out
+    x0, y0, side = region
+    pts = pts.reshape(points, 2)
+    out[:] = (pts - np.array([x0, y0], dtype=np.float64) + 0.5) / side
+    return out
+
+
+def landmark_count(table: pd.DataFrame) -> int:
+    """The number of points most rows with landmarks have (0: none has any)."""
+    counts = collections.Counter()
+    for marks in table["landmarks"].tolist() if "landmarks" in table.columns else ():
+        if marks is None:
+            continue
+        try:
+            size = np.asarray(marks, dtype=np.float64).size
+        except (TypeError, ValueError):
+            continue
+        if size >= 2 and size % 2 == 0:
+            counts[size // 2] += 1
+    return counts.most_common(1)[0][0] if counts else 0
 
 
 # -- the whole table --------------------------------------------------------------------------
-_Result = tuple[list[np.ndarray], str] | FerbenchError
+_Result = tuple[list[np.ndarray], str, tuple[int, int, int]] | FerbenchError
 
 
 def _crop_rows(items: Iterable[tuple[Any, Any, Any, np.ndarray | FerbenchError]], spec: dict) -> list[_Result]:
@@ -285,7 +334,7 @@ def _crop_rows(items: Iterable[tuple[Any, Any, Any, np.ndarray | FerbenchError]]
         if image is None or np.asarray(image).size == 0:
             out.append(FerbenchError(f"{where}: unreadable image (no pixels)"))
             continue
-        out.append(crop_face(image, landmarks=landmarks, box=box, where=where, **spec))
+        out.append(crop_face_region(image, landmarks=landmarks, box=box, where=where, **spec))
     return out
 
 
@@ -508,6 +557,11 @@ def prepare_cache(
             faces_tmp = [stack.enter_context(io.atomic_path(out / f"faces_{s}.npy", suffix=".npy")) for s in sizes]
             arrays = [io.open_memmap(p, (n, channels, s, s), np.uint8)
                       for p, s in zip(faces_tmp, sizes)]
+            # landmark points of the original table (not crop_table's sequence corners)
+            marks_tmp = stack.enter_context(io.atomic_path(out / "landmarks.npy", suffix=".npy"))
+            points = landmark_count(table)
+            raw_marks = table["landmarks"].tolist() if "landmarks" in table.columns else [None] * n
+            marks = np.full((n, points, 2), np.nan, dtype=np.float32)
             bar = tqdm(total=n, desc=f"prepare {name}", unit="img", file=sys.stderr,
                        disable=None if progress else True, mininterval=1.0)
             row, pos = 0, 0
@@ -519,9 +573,10 @@ def prepare_cache(
                                 raise FerbenchError(f"{res} (--strict)")
                             skipped[UNREADABLE] += 1
                         else:
-                            faces, method = res
+                            faces, method, region = res
                             for array, face in zip(arrays, faces):
                                 array[row] = face
+                            marks[row] = points_to_crop(raw_marks[pos], region, points)
                             crops[method] += 1
                             kept[pos] = True
                             row += 1
@@ -540,9 +595,12 @@ def prepare_cache(
             samples = table[kept].reset_index(drop=True)
             samples["cache_row"] = np.arange(row, dtype=np.int64)
             io.write_parquet(samples_tmp, samples)
+            marks = marks[:row]
+            with open(marks_tmp, "wb") as f:
+                np.save(f, marks)
             settings = {"dataset": name, "sizes": sizes, "channels": channels, "margin": float(margin),
                         "crop_per": "sequence" if per_sequence else "frame",
-                        "precropped": bool(result.precropped)}
+                        "precropped": bool(result.precropped), "cache_format": CACHE_FORMAT}
             # from the file as written: what every later reader of samples.parquet recomputes
             samples_fp = provenance.samples_fingerprint(pd.read_parquet(
                 samples_tmp, columns=[c for c in provenance.SAMPLE_COLUMNS if c in samples.columns]))
@@ -555,6 +613,8 @@ def prepare_cache(
                 "channels": channels,
                 "margin": float(margin),
                 "crop": {m: int(crops.get(m, 0)) for m in CROP_METHODS},
+                "landmarks": {"points": int(points),
+                              "rows": int(np.isfinite(marks).all(axis=(1, 2)).sum()) if points else 0},
                 "settings": settings,
                 "samples_fingerprint": samples_fp,
                 "fingerprint": provenance.cache_fingerprint(samples_fp, settings),
@@ -568,7 +628,8 @@ def prepare_cache(
 
 
 def _is_cache_file(name: str) -> bool:
-    return name in ("report.json", "samples.parquet") or re.fullmatch(r"faces_\d+\.npy", name) is not None
+    return (name in ("report.json", "samples.parquet", "landmarks.npy")
+            or re.fullmatch(r"faces_\d+\.npy", name) is not None)
 
 
 def _remove_stale_sizes(out: Path, sizes: Sequence[int]) -> None:

@@ -35,6 +35,8 @@ rule prepare:
     output:
         faces=faces_outputs(),
         samples=cache_path("{dataset}", "samples.parquet"),
+        # cache format 2: a cache prepared before landmarks.npy is remade
+        landmarks=cache_path("{dataset}", "landmarks.npy"),
         report=cache_path("{dataset}", "report.json"),
     params:
         root=dataset_root,

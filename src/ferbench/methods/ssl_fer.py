@@ -22,10 +22,12 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
   probability a positive view gets a random rectangle (area ``cutmix_area``) pasted from the
   positive view of another sample of the batch.
 
-FaceSwap's parts and MaskFN's patches are canonical boxes of the aligned face crop
-(``face_regions``, see :mod:`ferbench.face_regions`): the face cache keeps no landmark points,
-so the authors' landmark hulls and Procrustes alignment are approximated by the alignment the
-cache already has.
+FaceSwap's parts and MaskFN's patches come from each frame's 68 landmarks (the face cache's
+landmarks.npy, :mod:`ferbench.face_regions`): boxes around the parts' points (the authors used
+their convex hulls), and FaceSwap warps the expression's face onto the identity's by the
+similarity transform of their landmarks (Procrustes, as the authors). A frame without landmarks
+(a reader without points, an older cache) uses the canonical boxes of the aligned crop
+(``face_regions``) and no warp; they are counted, in one log line and ``extra_metrics``.
 
 The offsets and interval are in frames of the authors' VoxCeleb frames (25/6 fps); for the
 benchmark's short synthetic clips scale them down (params.yaml does). Clip frames are in time
@@ -52,7 +54,8 @@ from ferbench.checkpoint import load_torch_file
 from ferbench.clip_sampling import ClipSampler
 from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
-from ferbench.face_regions import DEFAULT_REGIONS, check_box, crop_patches, face_swap, region_mask
+from ferbench.face_regions import (DEFAULT_REGIONS, IBUG, box_masks, boxes_or_default, check_box, crop_boxes,
+                                   face_swap, landmark_boxes, similarity_theta, warp)
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.simclr import SimCLR
 from ferbench.models import build_backbone
@@ -119,6 +122,7 @@ class SSLFER(SimCLR):
             self.mask_encoder = self.frozen_patch_encoder(task)
         self.sampler: ClipSampler | None = None
         self._subject = np.zeros(0, dtype=np.int64)
+        self._landmark_frames: tuple[int, int] | None = None   # (with landmarks, frames) seen by parts
 
     @classmethod
     def encoder_inputs(cls, settings: Any) -> dict[str, str]:
@@ -192,6 +196,34 @@ class SSLFER(SimCLR):
         (log.info if u.complete else log.warning)(f"{where}: {u.line()}")
         if self.mask_encoder is not None:
             self.load_patch_encoder(data)
+        if self.mask_encoder is not None or float(self.hp["face_swap"]) > 0:
+            self.count_landmarks(data, where)
+
+    def count_landmarks(self, data: Any, where: str) -> None:
+        """One log line: how many pretraining frames lack landmarks (their FaceSwap/MaskFN
+        regions are the canonical boxes of the aligned crop)."""
+        frames = np.unique(self.sampler.positions_used())
+        marks = data.landmarks_at(frames) if hasattr(data, "landmarks_at") else None
+        have = 0 if marks is None or marks.shape[1] != 68 else int(np.isfinite(marks).all(axis=(1, 2)).sum())
+        self._landmark_frames = (have, len(frames))
+        if have < len(frames):
+            why = "the cache has no 68-point landmarks" if not have else f"{len(frames) - have} have no landmarks"
+            log.warning(f"{where}: FaceSwap/MaskFN regions: {why} ({have} of {len(frames)} frames with "
+                        f"landmarks); the others use the fixed regions of the aligned crop (face_regions)")
+
+    def batch_landmarks(self, batch: Batch) -> torch.Tensor | None:
+        """float [B, k, 68, 2] landmark fractions of the batch's images (NaN: none), or None."""
+        data = self.data
+        marks = data.landmarks_at(batch.positions) if hasattr(data, "landmarks_at") else None
+        if marks is None or marks.shape[-2] != 68:
+            return None
+        return torch.from_numpy(np.ascontiguousarray(marks, dtype=np.float32)).to(batch.images.device)
+
+    def region_boxes(self, points: torch.Tensor | None, region: str, n: int, device: Any) -> torch.Tensor:
+        """[n, 4] boxes of ``region`` from landmarks [n, 68, 2] where usable, else the fixed box."""
+        boxes = (landmark_boxes(points, region) if points is not None
+                 else torch.full((n, 4), float("nan"), device=device))
+        return boxes_or_default(boxes, self.regions[region])[0]
 
     def sampling_units(self) -> np.ndarray:
         """Pretraining: every frame that can anchor (one sample per anchor frame and epoch)."""
@@ -225,6 +257,11 @@ class SSLFER(SimCLR):
             b, k = batch.images.shape[:2]
             clean = augmenter(batch.images.flatten(0, 1), train=False)
             views += list(clean.view(b, k, *clean.shape[1:]).unbind(1))
+            # the patches' boxes, per clean view (column-major, as torch.cat(views) stacks them)
+            points = self.batch_landmarks(batch)
+            cols = None if points is None else points.transpose(0, 1).flatten(0, 1)
+            batch.part_boxes = {name: self.region_boxes(cols, name, b * k, batch.images.device)   # type: ignore[attr-defined]
+                                for name in ("eyes", "mouth")}
         return views
 
     def swap_positives(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
@@ -241,23 +278,36 @@ class SSLFER(SimCLR):
         score = torch.where(other, score, torch.full_like(score, -2.0))
         score = score - 1.0 * (subject[:, None] == subject[None, :]).float()   # other subjects first
         donor = score.argmax(dim=1).to(images.device)
-        mask = region_mask([self.regions["eyes_brows"], self.regions["nose_mouth"]], s, s,
-                           float(self.hp["face_swap_feather"]), device=images.device)
+        points = self.batch_landmarks(batch)
+        base_points = None if points is None else points[donor, 0]
+        # the identity's parts: boxes from its landmarks (or the fixed ones), feathered
+        boxes = torch.stack([self.region_boxes(base_points, name, b, images.device)
+                             for name in ("eyes_brows", "nose_mouth")], dim=1)
+        mask = box_masks(boxes, s, s, float(self.hp["face_swap_feather"]))
         base = images[donor, 0].float() / 255
+        parts = [i for part in ("brows", "nose", "eyes", "mouth") for i in IBUG[part]]
         out = images.clone()
         for j in range(1, images.shape[1], 2):
             apply = (torch.rand(b, generator=generator) < float(self.hp["face_swap"])).to(images.device)
-            swapped = face_swap(base, images[:, j].float() / 255, mask)
+            source = images[:, j].float() / 255
+            if points is not None:   # the expression's face warped onto the identity's landmarks
+                source = warp(source, similarity_theta(points[:, j][:, parts], base_points[:, parts]))
+            swapped = face_swap(base, source, mask)
             swapped = (swapped * 255).round().clamp(0, 255).to(torch.uint8)
             out[:, j] = torch.where(apply.view(-1, 1, 1, 1), swapped, images[:, j])
         return out
 
     @torch.no_grad()
-    def part_descriptors(self, views: list[torch.Tensor]) -> list[torch.Tensor]:
-        """MaskFN: [eye features, mouth features] (each L2-normalised) of each view, frozen encoder."""
+    def part_descriptors(self, views: list[torch.Tensor],
+                         boxes: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
+        """MaskFN: [eye features, mouth features] (each L2-normalised) of each view, frozen
+        encoder; each view's patch boxes from ``boxes`` ({eyes, mouth}: [V * B, 4], as
+        ``transform`` leaves them on the batch) or the fixed regions."""
         x, size = torch.cat(views), views[0].shape[-1]
-        parts = [F.normalize(self.mask_encoder(crop_patches(x, self.regions[name], size)).float(), dim=1)
-                 for name in ("eyes", "mouth")]
+        parts = []
+        for name in ("eyes", "mouth"):
+            box = boxes[name] if boxes is not None else self.region_boxes(None, name, len(x), x.device)
+            parts.append(F.normalize(self.mask_encoder(crop_boxes(x, box.to(x.device), size)).float(), dim=1))
         return list(torch.cat(parts, dim=1).chunk(len(views)))
 
     def pretraining_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
@@ -265,7 +315,7 @@ class SSLFER(SimCLR):
             return super().pretraining_step(batch, optimizers)
         k = len(batch.views) // 2
         left, right = self.contrastive_pairs(self.project_views(batch.views[:k]))
-        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:]))
+        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:], getattr(batch, "part_boxes", None)))
         fn = most_similar_negative(torch.cat([d_left, d_right]), pair_positives(len(d_left)))
         loss = nt_xent_pairs(left, right, float(self.hp["temperature"]), fn, float(self.hp["mask_fn_weight"]))
         return {"loss": loss}
@@ -274,7 +324,10 @@ class SSLFER(SimCLR):
         if self.sampler is None:
             return {}
         u = self.sampler.usability
-        return {"clips": u.clips, "usable_clips": u.usable_clips, "anchor_frames": u.usable_frames}
+        out = {"clips": u.clips, "usable_clips": u.usable_clips, "anchor_frames": u.usable_frames}
+        if self._landmark_frames is not None:
+            out["landmark_frames"], out["part_frames"] = self._landmark_frames
+        return out
 
 
 def cutmix(x: torch.Tensor, p: float, area: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
