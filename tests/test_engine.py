@@ -22,7 +22,7 @@ from ferbench.methods import Method, TaskInfo, get_method, method_names
 from ferbench.methods.supervised import Supervised
 
 METRIC_KEYS = {"dataset", "method", "fold", "seed", "task", "classes", "metrics", "confusion",
-               "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra"}
+               "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra", "inputs"}
 
 
 def run_cli(verb: str, root: Path, config: Path, out: Path, *, method: str = "supervised",

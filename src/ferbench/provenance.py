@@ -233,15 +233,17 @@ def check_inputs(inputs: Any, memo: dict[tuple[str, str], Any] | None = None) ->
         if not isinstance(entry, Mapping) or not entry.get("path"):
             return f"metrics.json: inputs.{kind} names no file; rerun the job"
         path, recorded = Path(str(entry["path"])), entry.get(field)
+        older = "(prepared by an older ferbench); rerun prepare and the job"
         if not recorded:
-            return f"its {what} {path} recorded no fingerprint (prepared by an older ferbench); rerun prepare and the job"
+            return f"its {what} {path} recorded no fingerprint {older}"
         now = current(kind, path)
         if now == "<missing>":
-            return f"its {what} {path} is not there (run doctor from the folder the jobs ran in); cannot verify"
+            return (f"its {what} {path} is not there (run doctor from the folder the jobs ran in); "
+                    f"cannot verify")
         if now == "<incomplete>":
             return f"its {what} {path} is incomplete (no {MARKER}); rerun prepare and the job"
         if now == "<none>":
-            return f"its {what} {path} records no fingerprint now (prepared by an older ferbench); rerun prepare and the job"
+            return f"its {what} {path} records no fingerprint now {older}"
         if now != recorded:
             detail = now if now.startswith("<") else f"now {now[:12]}"
             return (f"built from another {what} than {path} holds now (recorded {str(recorded)[:12]}, "
