@@ -17,7 +17,9 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
   input of this one and hands its encoder.pt path to the job), an encoder.pt path, or
   ``random`` (a frozen randomly initialised backbone, said so in the log). A loaded encoder
   must have seen no subject this pretraining does not see (its provenance), so this encoder's
-  own provenance still covers everything it depends on;
+  own provenance still covers everything it depends on. Patches are encoded at
+  ``mask_fn_patch`` = 0.5 of the view's side (the authors: 64 px patches of 112 px faces),
+  eyes and mouth in one pass;
 * ``cutmix`` (row c, in place of FaceSwap; *inferred*: the paper gives no details): with this
   probability a positive view gets a random rectangle (area ``cutmix_area``) pasted from the
   positive view of another sample of the batch.
@@ -78,6 +80,7 @@ class SSLFER(SimCLR):
         "mask_fn": False,
         "mask_fn_weight": 0.8,         # weight of the false negative as a second positive
         "mask_fn_encoder": "simclr",   # frozen patch encoder: run name, encoder.pt path or "random"
+        "mask_fn_patch": 0.5,          # patch side / view side (the authors: 64 px patches of 112 px faces)
         "face_regions": {},            # overrides of face_regions.DEFAULT_REGIONS ([y0, y1, x0, x1])
     }
 
@@ -101,6 +104,8 @@ class SSLFER(SimCLR):
         for key in ("face_swap", "face_swap_feather"):
             if not 0.0 <= float(hp[key]) <= 1.0:
                 raise FerbenchError(f"{where}.{key}: must be in [0, 1], got {hp[key]!r}")
+        if not 0.0 < float(hp["mask_fn_patch"]) <= 1.0:
+            raise FerbenchError(f"{where}.mask_fn_patch: must be in (0, 1], got {hp['mask_fn_patch']!r}")
         if not float(hp["mask_fn_weight"]) >= 0:
             raise FerbenchError(f"{where}.mask_fn_weight: must be >= 0, got {hp['mask_fn_weight']!r}")
         unknown = sorted(set(hp["face_regions"] or {}) - set(DEFAULT_REGIONS))
@@ -301,14 +306,18 @@ class SSLFER(SimCLR):
     def part_descriptors(self, views: list[torch.Tensor],
                          boxes: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
         """MaskFN: [eye features, mouth features] (each L2-normalised) of each view, frozen
-        encoder; each view's patch boxes from ``boxes`` ({eyes, mouth}: [V * B, 4], as
-        ``transform`` leaves them on the batch) or the fixed regions."""
-        x, size = torch.cat(views), views[0].shape[-1]
-        parts = []
-        for name in ("eyes", "mouth"):
-            box = boxes[name] if boxes is not None else self.region_boxes(None, name, len(x), x.device)
-            parts.append(F.normalize(self.mask_encoder(crop_boxes(x, box.to(x.device), size)).float(), dim=1))
-        return list(torch.cat(parts, dim=1).chunk(len(views)))
+        encoder, both patches (``mask_fn_patch`` x the view's side) in one pass; each view's
+        patch boxes from ``boxes`` ({eyes, mouth}: [V * B, 4], as ``transform`` leaves them on
+        the batch) or the fixed regions."""
+        x = torch.cat(views)
+        size = max(8, round(float(self.hp["mask_fn_patch"]) * views[0].shape[-1]))
+        patches = [crop_boxes(x, (boxes[name] if boxes is not None
+                                  else self.region_boxes(None, name, len(x), x.device)).to(x.device), size)
+                   for name in ("eyes", "mouth")]
+        with self.autocast():
+            features = self.mask_encoder(torch.cat(patches)).float()
+        eyes, mouth = F.normalize(features, dim=1).chunk(2)
+        return list(torch.cat([eyes, mouth], dim=1).chunk(len(views)))
 
     def pretraining_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
         if self.mask_encoder is None:
