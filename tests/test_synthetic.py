@@ -10,6 +10,7 @@ import importlib
 import json
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import pytest
 from PIL import Image
 
 from ferbench import synthetic as syn
+from ferbench.datasets.base import EMOTIONS
 from ferbench.errors import FerbenchError
 from ferbench.synthetic.layouts import WRITERS
+from ferbench.synthetic.layouts.afewva import CLIPS_PER_ACTOR
 
 SMALL = syn.SyntheticConfig(subjects=5, frames=4, size=48, seed=3)
 
@@ -192,7 +195,7 @@ def test_oulu_affectnet_afewva_fer2013_formats(written):
 
     afew = out / "afewva"
     videos = sorted(p for p in afew.iterdir())
-    assert [p.name for p in videos] == [f"{i:03d}" for i in range(1, 2 * 5 + 1)]
+    assert [p.name for p in videos] == [f"{i:03d}" for i in range(1, CLIPS_PER_ACTOR * 5 + 1)]
     for video in videos:
         doc = json.loads((video / f"{video.name}.json").read_text())
         assert doc["video_id"] == video.name and isinstance(doc["actor"], str)
@@ -315,6 +318,22 @@ def test_valence_sign_follows_the_emotion(written):
             assert rec["valence"] > 0
         elif rec["expressed"] in ("sadness", "anger"):
             assert rec["valence"] < 0
+
+
+def test_afewva_identity_says_nothing_of_the_emotion(tmp_path):
+    """Each actor's clips play different emotions and every emotion is played about equally
+    often, so a valence/arousal regressor cannot learn who instead of how."""
+    summary = syn.write_layout("afewva", tmp_path, syn.SyntheticConfig(
+        subjects=16, frames=2, size=32, layouts=("afewva",)))
+    clips = {(r["subject"], r["sequence"]): r["expressed"] for r in summary.records}
+    by_actor: dict[str, list[str]] = {}
+    for (actor, _), emotion in clips.items():
+        by_actor.setdefault(actor, []).append(emotion)
+    assert len(by_actor) == 16
+    assert all(len(e) == CLIPS_PER_ACTOR == len(set(e)) for e in by_actor.values())
+    counts = Counter(clips.values())
+    assert set(counts) == set(EMOTIONS)  # 16 actors x 4 clips = 64 = 8 emotions x 8
+    assert set(counts.values()) == {16 * CLIPS_PER_ACTOR // len(EMOTIONS)}, counts
 
 
 def test_identity_is_a_nuisance():
