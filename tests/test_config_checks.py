@@ -101,9 +101,10 @@ def dag_runs(tmp_path_factory):
                for case, (edit, _) in BAD_CONFIGS.items()}
 
 
-def test_shipped_params_pass_check_config_and_give_each_run_method_its_class():
+def test_shipped_params_pass_check_config_and_give_each_run_name_its_class():
     classes = check_config(copy.deepcopy(PARAMS))
-    assert list(classes) == PARAMS["run"]["methods"]
+    assert list(classes) == list(PARAMS["methods"])
+    assert set(PARAMS["run"]["methods"]) <= set(classes)
     for name, cls in classes.items():
         assert cls.name == (PARAMS["methods"][name].get("class") or name)
 

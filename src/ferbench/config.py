@@ -62,7 +62,8 @@ def check_config(config: dict[str, Any], where: str = "params.yaml") -> dict[str
 
     The schema, then what it cannot say (names that must exist elsewhere in the config, finite
     numbers), then what needs the registries (imports torch): every method block's class and
-    keys, every backbone and optimiser name. Returns the registered class of each run method.
+    keys, every backbone and optimiser name. Returns the registered class of every run name
+    under ``methods:`` (a run may use another that is not in run.methods, e.g. MaskFN's encoder).
     """
     validate_config(config, where)
     return check_methods(config, where)
@@ -161,7 +162,7 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
     """The registry part of check_config (imports torch): every backbone and optimiser name of
     every budget and method block exists, and every method block (run or not) names a
     registered class and only keys that class, or the budget, knows.
-    Returns {run name: class} for run.methods."""
+    Returns {run name: class} for every block under ``methods:``."""
     from ferbench.methods import get_method, method_names
     from ferbench.methods.base import OPTIMIZERS
     from ferbench.models import backbone_names
@@ -189,7 +190,7 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
             raise FerbenchError(f"{where}: methods.{name}.{unknown[0]}: not a key of method {cls.name!r} "
                                 f"(known: {', '.join(sorted(known))})")
         classes[name] = cls
-    return {name: classes[name] for name in config["run"]["methods"]}
+    return classes
 
 
 def merged_config(paths: list[str | Path]) -> dict[str, Any]:

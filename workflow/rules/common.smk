@@ -10,7 +10,6 @@ from snakemake.exceptions import WorkflowError
 
 from ferbench.config import job_settings, stage_settings
 from ferbench.errors import FerbenchError
-from ferbench.methods import get_method
 from ferbench.protocols import resolve_protocol
 
 RESULTS = os.path.normpath(config["results"])
@@ -172,9 +171,7 @@ def pretrain_plan(dataset, method):
 
 
 def method_class(method):
-    """The class of any run name under `methods:` (CLASSES holds those of run.methods only)."""
-    if method not in CLASSES:
-        CLASSES[method] = get_method(str((config["methods"][method] or {}).get("class") or method))
+    """The class of any run name under `methods:` (check_config gave them all)."""
     return CLASSES[method]
 
 
