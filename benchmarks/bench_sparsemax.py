@@ -1,9 +1,12 @@
 """AVCE's costs, measured in one run.
 
-sparsemax: the closed form (``ferbench.losses.sparsemax``, sort-based, one batched call) against
-           the authors' approach, a convex solver called per sample through CVXPY (the problem
-           compiled once with a parameter, so only the solves are timed), on a 256 x 32 batch:
-           per-batch time of each, their ratio (target >= 5000x) and the largest difference.
+sparsemax: a differentiable sparsemax on a 256 x 32 batch, forward and backward, two ways: the
+           closed form (``ferbench.losses.sparsemax``, sort-based, one batched call, autograd)
+           against the authors' approach, differentiating through a convex solver's optimum
+           (per sample: a CVXPY/ECOS solve with the problem compiled once, the KKT Jacobian at
+           the optimum by autograd, a linear solve for the backward); their ratio (target
+           >= 5000x), the solves alone against the closed form's forward, and the largest
+           difference of the two results.
 training:  images/s of one training step (forward, backward, optimiser steps; batches already
            augmented and on the device) for the supervised baseline, AVCE without L_dis (one
            pass) and AVCE (two passes), same backbone and batch size; the ratios to the
@@ -41,35 +44,72 @@ def clock(device: torch.device) -> float:
     return time.perf_counter() if device.type == "cuda" else time.process_time()
 
 
+def _kkt_residual(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """KKT conditions of min ||p - z||^2 s.t. -p <= 0, sum(p) = 1 at y = (p, lambda, nu):
+    stationarity, complementary slackness, primal equality (zero at the solution)."""
+    d = z.shape[0]
+    p, lam, nu = y[:d], y[d:2 * d], y[2 * d:]
+    return torch.cat([2 * (p - z) - lam + nu, -lam * p, p.sum(-1, keepdim=True) - 1])
+
+
 def bench_sparsemax(args: argparse.Namespace) -> dict:
+    """Per batch, what a differentiable sparsemax costs each way: the closed form's forward and
+    backward, against a solver route that differentiates through the optimum (the authors'
+    approach): per sample a CVXPY solve (primal and duals; the problem compiled once with a
+    parameter), the KKT system's Jacobian at the optimum by autograd, and for the backward a
+    linear solve with it. The solves alone are reported too."""
     import cvxpy as cp
 
     rng = np.random.default_rng(0)
     z_np = rng.normal(scale=2.0, size=(args.rows, args.dim))
     z = torch.from_numpy(z_np).float().to(args.device_obj)
-    times = []
+    grad = torch.from_numpy(rng.normal(size=z_np.shape)).float().to(args.device_obj)
+    forward, both = [], []
     for _ in range(args.closed_repeats):
+        zz = z.detach().requires_grad_()
         sync(args.device_obj)
         t0 = clock(args.device_obj)
-        out = sparsemax(z)
+        out = sparsemax(zz)
         sync(args.device_obj)
-        times.append(clock(args.device_obj) - t0)
-    closed = statistics.median(times[len(times) // 10:])   # warm-up excluded
+        t1 = clock(args.device_obj)
+        out.backward(grad)
+        sync(args.device_obj)
+        forward.append(t1 - t0)
+        both.append(clock(args.device_obj) - t0)
+    closed_fwd = statistics.median(forward[len(forward) // 10:])   # warm-up excluded
+    closed = statistics.median(both[len(both) // 10:])
 
     p, zp = cp.Variable(args.dim), cp.Parameter(args.dim)
-    problem = cp.Problem(cp.Minimize(cp.sum_squares(p - zp)), [p >= 0, cp.sum(p) == 1])
+    nonneg, simplex = p >= 0, cp.sum(p) == 1
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(p - zp)), [nonneg, simplex])
     solver = args.solver if args.solver in cp.installed_solvers() else cp.CLARABEL
     zp.value = z_np[0]
     problem.solve(solver=solver)   # compile once
     solved = np.empty_like(z_np)
-    t0 = time.process_time()   # the solver runs on the CPU whatever the device
-    for i, row in enumerate(z_np):
+    solve_s = jac_s = back_s = 0.0
+    for i, row in enumerate(z_np):   # the solver runs on the CPU whatever the device: CPU time
+        t0 = time.process_time()
         zp.value = row
         problem.solve(solver=solver)
         solved[i] = p.value
-    solver_s = time.process_time() - t0
+        t1 = time.process_time()
+        zr = torch.from_numpy(row)
+        y = torch.cat([torch.from_numpy(p.value), torch.from_numpy(np.asarray(nonneg.dual_value)),
+                       torch.tensor([float(simplex.dual_value)])])
+        jac = torch.autograd.functional.jacobian(lambda v: _kkt_residual(v, zr), y)
+        t2 = time.process_time()
+        g = torch.cat([grad[i].double().cpu(), torch.zeros(args.dim + 1, dtype=torch.float64)])
+        torch.linalg.solve(jac.T, g)   # the implicit-function backward of one sample
+        t3 = time.process_time()
+        solve_s, jac_s, back_s = solve_s + t1 - t0, jac_s + t2 - t1, back_s + t3 - t2
+    route = solve_s + jac_s + back_s
     return {"batch": [args.rows, args.dim], "device": str(args.device_obj), "solver": solver,
-            "closed_form_ms": closed * 1e3, "solver_ms": solver_s * 1e3, "ratio": solver_s / closed,
+            "closed_form_forward_ms": closed_fwd * 1e3,
+            "closed_form_forward_backward_ms": closed * 1e3,
+            "solver_solves_ms": solve_s * 1e3,
+            "solver_route_forward_backward_ms": route * 1e3,
+            "ratio_differentiable": route / closed,
+            "ratio_solves_vs_closed_forward": solve_s / closed_fwd,
             # float64 closed form: what is left is the solver's tolerance
             "max_abs_diff": float(np.abs(sparsemax(torch.from_numpy(z_np)).numpy() - solved).max()),
             "float32_sum_error": float((out.double().sum(1) - 1).abs().max())}
