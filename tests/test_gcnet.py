@@ -45,35 +45,58 @@ def base_face(rng: np.random.Generator, size: int) -> np.ndarray:
     return img  # at most 130: an expression band (+110) never clips, the face stays recoverable
 
 
+class FakeFold:
+    """Rows and noisy uint8 images of a fake fold, written as the cache + folds files
+    load_fold reads."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.rows: list[dict] = []
+        self.images: list[np.ndarray] = []
+
+    def add(self, img: np.ndarray, **row) -> None:
+        self.images.append(np.clip(img + self.rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)[None])
+        self.rows.append({"cache_row": len(self.rows), "split": None, "valence": np.nan, "arousal": np.nan, **row})
+
+    def write(self, root: Path, size: int, n_folds: int) -> tuple[Path, Path]:
+        table = pd.DataFrame(self.rows)
+        table["frame"] = table["frame"].astype("Int64")
+        table["fold"] = table["subject"].str[1:].astype(int) % n_folds
+        table["target"] = table["emotion"].where(table["emotion"] != "neutral", None)
+        return _write_fold_files(root, table, self.images, size, n_folds)
+
+
+def expressive(base: np.ndarray, c: int, step: int, steps: int) -> np.ndarray:
+    """The base face with class c's bright band (horizontally centred, so flips keep it) at
+    intensity step / steps."""
+    size = len(base)
+    band = max(4, size // 3)
+    img = base.copy()
+    y0 = int(c / (len(CLASSES) - 1) * (size - band))
+    img[y0:y0 + band, size // 8:size - size // 8] += 110 * step / steps
+    return img
+
+
 def write_sequences(root: Path, *, size: int = 16, subjects: int = 8, frames: int = 4, n_folds: int = 4,
                     stills: int = 0, sequences: bool = True, seed: int = 0) -> tuple[Path, Path]:
     """Cache + folds files: per subject one sequence per class, frame 0 = the base face
-    (unlabelled), frames 1.. add the class's bright band (horizontally centred, so flips keep
-    it) with growing intensity; optional stills (no sequence). Fold = subject index % n_folds."""
-    rng = np.random.default_rng(seed)
-    rows, images = [], []
-
-    def add(img: np.ndarray, **row) -> None:
-        images.append(np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)[None])
-        rows.append({"cache_row": len(rows), "split": None, "valence": np.nan, "arousal": np.nan, **row})
-
-    band = max(4, size // 3)
+    (unlabelled), frames 1.. add the class's bright band with growing intensity; optional
+    stills (no sequence). Fold = subject index % n_folds."""
+    fake = FakeFold(seed)
     for s in range(subjects):
-        base = base_face(rng, size)
+        base = base_face(fake.rng, size)
         for c, emotion in enumerate(CLASSES if sequences else ()):
             for f in range(frames):
-                img = base.copy()
-                y0 = int(c / (len(CLASSES) - 1) * (size - band))
-                img[y0:y0 + band, size // 8:size - size // 8] += 110 * f / (frames - 1)
-                add(img, sample_id=f"S{s}_{c}_{f}", subject=f"S{s}", sequence=f"S{s}_{c}", frame=f,
-                    emotion=emotion if f else None, protocol_sample=f > 0, label=c if f else -1)
+                fake.add(expressive(base, c, f, frames - 1), sample_id=f"S{s}_{c}_{f}", subject=f"S{s}",
+                         sequence=f"S{s}_{c}", frame=f, emotion=emotion if f else None,
+                         protocol_sample=f > 0, label=c if f else -1)
         for k in range(stills):
-            add(base, sample_id=f"S{s}_still{k}", subject=f"S{s}", sequence=None, frame=None,
-                emotion=CLASSES[k % 4], protocol_sample=True, label=k % 4)
-    table = pd.DataFrame(rows)
-    table["frame"] = table["frame"].astype("Int64")
-    table["fold"] = table["subject"].str[1:].astype(int) % n_folds
-    table["target"] = table["emotion"]
+            fake.add(base, sample_id=f"S{s}_still{k}", subject=f"S{s}", sequence=None, frame=None,
+                     emotion=CLASSES[k % 4], protocol_sample=True, label=k % 4)
+    return fake.write(root, size, n_folds)
+
+
+def _write_fold_files(root: Path, table: pd.DataFrame, images: list, size: int, n_folds: int) -> tuple[Path, Path]:
     cache = root / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     np.save(cache / f"faces_{size}.npy", np.stack(images))
@@ -421,39 +444,18 @@ def write_ck48_like(root: Path, *, size: int = 16, subjects: int = 8, neutral_su
     holding only its last three frames (numbers 15, 16, 17; apex 17), every frame labelled and
     near the peak, no onset frame. Subjects in ``neutral_subjects`` also have one
     neutral-labelled still (their base face), outside the 4-class protocol."""
-    rng = np.random.default_rng(seed)
-    rows, images = [], []
-
-    def add(img: np.ndarray, **row) -> None:
-        images.append(np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)[None])
-        rows.append({"cache_row": len(rows), "split": None, "valence": np.nan, "arousal": np.nan, **row})
-
-    band = max(4, size // 3)
+    fake = FakeFold(seed)
     for s in range(subjects):
-        base = base_face(rng, size)
+        base = base_face(fake.rng, size)
         if s in neutral_subjects:
-            add(base, sample_id=f"S{s}_neutral", subject=f"S{s}", sequence=None, frame=None, apex=False,
-                emotion="neutral", protocol_sample=False, label=-1)
+            fake.add(base, sample_id=f"S{s}_neutral", subject=f"S{s}", sequence=None, frame=None, apex=False,
+                     emotion="neutral", protocol_sample=False, label=-1)
         for c, emotion in enumerate(CLASSES):
             for f in (15, 16, 17):
-                img = base.copy()
-                y0 = int(c / (len(CLASSES) - 1) * (size - band))
-                img[y0:y0 + band, size // 8:size - size // 8] += 110 * f / 17
-                add(img, sample_id=f"S{s}_{c}_{f}", subject=f"S{s}", sequence=f"S{s}_{c}", frame=f, apex=f == 17,
-                    emotion=emotion, protocol_sample=True, label=c)
-    table = pd.DataFrame(rows)
-    table["frame"] = table["frame"].astype("Int64")
-    table["fold"] = table["subject"].str[1:].astype(int) % n_folds
-    table["target"] = table["emotion"].where(table["emotion"] != "neutral", None)
-    cache = root / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(cache / f"faces_{size}.npy", np.stack(images))
-    table[["sample_id", "cache_row"]].to_parquet(cache / "samples.parquet", index=False)
-    (cache / "report.json").write_text("{}")
-    table.to_parquet(root / "folds.parquet", index=False)
-    (root / "folds.json").write_text(json.dumps({"dataset": "fake", "kind": "kfold", "n_folds": n_folds,
-                                                 "classes": list(CLASSES), "task": "classification"}))
-    return cache, root / "folds.parquet"
+                fake.add(expressive(base, c, f, 17), sample_id=f"S{s}_{c}_{f}", subject=f"S{s}",
+                         sequence=f"S{s}_{c}", frame=f, apex=f == 17, emotion=emotion, protocol_sample=True,
+                         label=c)
+    return fake.write(root, size, n_folds)
 
 
 def test_reference_faces_onset_then_subject_neutral_then_none():
