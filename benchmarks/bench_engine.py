@@ -33,6 +33,8 @@ from ferbench.data import load_fold
 from ferbench.methods import TaskInfo, get_method
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
+#: the clock the timings read: wall time; bench_backbones --clock cpu sets time.process_time
+CLOCK = time.perf_counter
 
 
 def write_fake_cache(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path, Path]:
@@ -88,19 +90,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_engine(args: argparse.Namespace, cache: Path, folds: Path) -> float:
-    """Images/s of the engine over ``--steps`` steps after ``--warmup``."""
-    probe = build(args, cache, folds, epochs=1)
-    per_epoch = probe.steps_per_epoch
-    epochs = -(-(args.warmup + args.steps) // per_epoch)
-    trainer = build(args, cache, folds, epochs=epochs)
+def timed_fit(trainer: engine.Trainer, warmup: int, steps: int, device: torch.device) -> float:
+    """Seconds the engine's loop takes for ``steps`` steps after ``warmup`` (the trainer must
+    have epochs enough for warmup + steps)."""
     marks: dict[int, float] = {}
 
     def mark(step: int) -> None:
-        if step in (args.warmup, args.warmup + args.steps):
-            sync(args.device_obj)
-            marks[step] = time.perf_counter()
-        if step == args.warmup + args.steps:
+        if step in (warmup, warmup + steps):
+            sync(device)
+            marks[step] = CLOCK()
+        if step == warmup + steps:
             raise StopIteration  # enough; leave the loop
 
     trainer.step_callbacks.append(mark)
@@ -108,7 +107,16 @@ def time_engine(args: argparse.Namespace, cache: Path, folds: Path) -> float:
         trainer.fit(resume=False)
     except StopIteration:
         pass
-    seconds = marks[args.warmup + args.steps] - marks[args.warmup]
+    return marks[warmup + steps] - marks[warmup]
+
+
+def time_engine(args: argparse.Namespace, cache: Path, folds: Path) -> float:
+    """Images/s of the engine over ``--steps`` steps after ``--warmup``."""
+    probe = build(args, cache, folds, epochs=1)
+    per_epoch = probe.steps_per_epoch
+    epochs = -(-(args.warmup + args.steps) // per_epoch)
+    trainer = build(args, cache, folds, epochs=epochs)
+    seconds = timed_fit(trainer, args.warmup, args.steps, args.device_obj)
     return args.steps * args.batch_size / seconds
 
 
@@ -127,7 +135,7 @@ def time_bare(args: argparse.Namespace, cache: Path, folds: Path) -> float:
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             sync(device)
-            t0 = time.perf_counter()
+            t0 = CLOCK()
         batch = batches[i % len(batches)]
         with trainer.autocast():
             loss = method.training_step(batch)["loss"]
@@ -137,7 +145,7 @@ def time_bare(args: argparse.Namespace, cache: Path, folds: Path) -> float:
         for opt in trainer.optimizers.values():
             opt.step()
     sync(device)
-    return args.steps * args.batch_size / (time.perf_counter() - t0)
+    return args.steps * args.batch_size / (CLOCK() - t0)
 
 
 def main() -> None:

@@ -42,6 +42,9 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_engine  # noqa: E402  (its timed engine loop)
+
 #: family -> (run name in params.yaml, stage, dataset)
 FAMILIES = {
     "supervised": ("supervised", "train", "ckplus"),
@@ -135,22 +138,8 @@ def time_engine(settings, stage, cache, folds, device, warmup: int, steps: int) 
         check_gpu_path(probe)
     epochs = math.ceil((warmup + steps) / probe.steps_per_epoch)
     trainer = build_trainer(settings, stage, cache, folds, device, epochs=epochs)
-    marks: dict[int, float] = {}
-
-    def mark(step: int) -> None:
-        if step in (warmup, warmup + steps):
-            sync(device)
-            marks[step] = time.perf_counter()
-        if step == warmup + steps:
-            raise StopIteration
-
-    trainer.step_callbacks.append(mark)
-    try:
-        trainer.fit(resume=False)
-    except StopIteration:
-        pass
-    batch_size = int(settings["train"]["batch_size"])
-    return steps * batch_size / (marks[warmup + steps] - marks[warmup])
+    seconds = bench_engine.timed_fit(trainer, warmup, steps, device)
+    return steps * int(settings["train"]["batch_size"]) / seconds
 
 
 def time_bare(settings, stage, cache, folds, device, warmup: int, steps: int) -> float:
