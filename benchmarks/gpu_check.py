@@ -80,12 +80,18 @@ def prepare_data(root: Path, datasets: set[str], sizes: set[int], subjects: int)
 
 def job_settings(config: dict, run: str, stage: str, dataset: str) -> dict:
     from ferbench.config import stage_settings
+    from ferbench.methods import get_method
 
     cfg = copy.deepcopy(config)
     cfg["budget"] = "paper"
     settings = stage_settings(cfg, dataset, run, stage)
     if "pretrain_dataset" in settings["method"]:
         settings["method"]["pretrain_dataset"] = None   # pretrain on the synthetic fold itself
+    cls = get_method(settings["method"].get("class") or run)
+    if "mask_fn_encoder" in cls.all_defaults():
+        # a run's encoder.pt exists only inside the workflow; a random frozen patch encoder
+        # costs the same
+        settings["method"]["mask_fn_encoder"] = "random"
     settings["train"]["checkpoint_every"] = 10**9
     return settings
 
@@ -124,7 +130,7 @@ def check_gpu_path(trainer) -> None:
     if conv is not None:
         assert conv.weight.is_contiguous(memory_format=torch.channels_last), "conv weights not channels_last"
     positions = trainer.method.epoch_batches(trainer.gen_data, 0)[0]
-    host = gather(trainer.data, positions, pin=True)
+    host = gather(trainer.data, positions, pin=True)   # as the engine's prefetcher does on CUDA
     assert host.images.is_pinned(), "host batch not in pinned memory"
     batch = trainer.prepare(host, train=True)
     view = batch.views[0]
@@ -147,7 +153,8 @@ def time_bare(settings, stage, cache, folds, device, warmup: int, steps: int) ->
 
     trainer = build_trainer(settings, stage, cache, folds, device, epochs=10**6)
     order = trainer.method.epoch_batches(trainer.gen_data, 0)
-    batches = [trainer.prepare(gather(trainer.data, p, pin=True), train=True) for p in order[:4]]
+    pin = device.type == "cuda"
+    batches = [trainer.prepare(gather(trainer.data, p, pin=pin), train=True) for p in order[:4]]
     trainer.method.train()
     for i in range(warmup + steps):
         if i == warmup:
@@ -165,12 +172,15 @@ def main() -> int:
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--subjects", type=int, default=24, help="synthetic subjects per dataset")
+    p.add_argument("--subjects", type=int, default=24,
+                   help="synthetic subjects per dataset (at least 10: CK+'s 10 folds)")
     p.add_argument("--image-size", type=int, help="override every family's input size")
     p.add_argument("--batch-size", type=int, help="override every family's batch size")
     p.add_argument("--cpu-plumbing", action="store_true",
                    help="run the jobs on the CPU (no GPU checks, no figures): tests the script itself")
     args = p.parse_args()
+    if args.subjects < 10:
+        p.error("--subjects must be at least 10 (CK+ has 10 subject-independent folds)")
     if args.cpu_plumbing:
         args.device = "cpu"
     elif not torch.cuda.is_available():
@@ -194,12 +204,17 @@ def main() -> int:
     sizes = {int(s["train"]["image_size"]) for s in settings.values()}
     failures = []
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (plumbing only)"
-    print(f"gpu_check: {name}, torch {torch.__version__}, "
-          f"bf16 autocast, channels_last, pinned non-blocking copies; {args.steps} timed steps")
+    path = ("bf16 autocast, channels_last, pinned non-blocking copies" if device.type == "cuda"
+            else "fp32, no GPU checks, figures meaningless")
+    print(f"gpu_check: {name}, torch {torch.__version__}, {path}; {args.steps} timed steps")
     print(f"{'family':<11}{'run':<22}{'stage':<9}{'backbone':<10}{'size':>5}{'batch':>6}"
           f"{'engine img/s':>14}{'bare img/s':>12}{'ratio':>7}")
     with tempfile.TemporaryDirectory() as tmp:
-        data = prepare_data(Path(tmp), {d for _, _, d in jobs.values()}, sizes, args.subjects)
+        try:
+            data = prepare_data(Path(tmp), {d for _, _, d in jobs.values()}, sizes, args.subjects)
+        except subprocess.CalledProcessError as err:
+            print(f"gpu_check: preparing the synthetic data failed: `{' '.join(err.cmd[2:])}` exited {err.returncode}")
+            return 1
         for family, (run, stage, dataset) in jobs.items():
             s = settings[family]
             cache, folds = data[dataset]
