@@ -56,6 +56,14 @@ BAD_CONFIGS = {
         lambda c: c["methods"]["supervised"].update(budgets={"demo": {"pretrain": {"optimizer": "lbfgs"}}}),
         ["methods.supervised.budgets.demo.pretrain.optimizer", "unknown optimizer 'lbfgs'"],
     ),
+    "run_for_a_task_the_dataset_has_no_labels_for": (
+        lambda c: c["datasets"]["ckplus"]["methods"].append("caf"),
+        ["datasets.ckplus.methods", "'caf' trains for the va task, and ckplus has classification labels only"],
+    ),
+    "task_the_method_class_cannot_train": (
+        lambda c: c["methods"]["caf"].update(task="classification"),
+        ["methods.caf.task", "'classification', but method class 'caf' is for va"],
+    ),
     "nan_learning_rate": (
         lambda c: c["budgets"]["demo"].update(lr=float("nan")),
         ["budgets.demo.lr", "nan is not a finite number"],
@@ -295,3 +303,22 @@ def test_threads_below_one_on_the_command_line_is_one_line_and_exit_2(tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err == f"ferbench {verb}: error: --threads must be at least 1, got {threads}", err
     assert not out.exists()
+
+
+# -- the task each run trains for -----------------------------------------------------------------
+def test_each_run_trains_for_its_block_task_else_its_class_task_else_the_protocol_task():
+    from ferbench.config import folds_name, job_task
+
+    classes = check_config(copy.deepcopy(PARAMS))
+    task = {(d, m): job_task(PARAMS, d, m, classes[m]) for d, m in
+            [("affectnet", "supervised"), ("affectnet", "supervised_va"), ("affectnet", "caf"),
+             ("afewva", "supervised"), ("ckplus", "supervised"), ("affectnet", "simclr")]}
+    assert task == {("affectnet", "supervised"): "classification",   # the protocol's
+                    ("affectnet", "supervised_va"): "va",            # the block's
+                    ("affectnet", "caf"): "va",                      # the class's only task
+                    ("afewva", "supervised"): "va", ("ckplus", "supervised"): "classification",
+                    ("affectnet", "simclr"): "classification"}
+    assert folds_name(PARAMS, "affectnet", "classification") == "folds.parquet"
+    assert folds_name(PARAMS, "affectnet", "va") == "folds_va.parquet"
+    assert folds_name(PARAMS, "afewva", "va") == "folds.parquet"
+

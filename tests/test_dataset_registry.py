@@ -104,10 +104,10 @@ def test_readers_outside_the_package_stay_out_and_names_are_unique():
 
 def test_schema_method_keys_are_declared_by_some_method_class():
     """The schema names a method key only once a method class declares it in ``defaults``."""
-    from ferbench.config import TRAIN_KEYS
+    from ferbench.config import METHOD_BLOCK_KEYS, TRAIN_KEYS
     from ferbench.methods import get_method, method_names
 
     block = SCHEMA["properties"]["methods"]["additionalProperties"]
     declared = {key for name in method_names() for key in get_method(name).all_defaults()}
-    known = set(TRAIN_KEYS) | {"class", "pretrain", "budgets"} | declared
+    known = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | declared
     assert set(block.get("properties", {})) <= known

@@ -289,6 +289,33 @@ def test_paper_000_and_001_and_002_and_004(done):
     assert "0.499" in md4.split("## Aff-Wild2")[1]
 
 
+def test_affectnet_expression_and_valence_arousal_runs_fill_one_paper_row(tmp_path):
+    """AffectNet's expression runs (supervised) and V/A runs (supervised_va, caf) side by side:
+    seed 001's Supervised row takes its F1/Acc cells from `supervised` and its V/A cells from
+    `supervised_va`; seed 002's AffectNet block has CAF and the V/A baseline."""
+    classes = ["neutral", *CK_CLASSES]
+    write_run(tmp_path / "runs", "affectnet", "supervised", 0, classes=classes,
+              metrics={"accuracy": 0.5, "macro_f1": 0.4})
+    write_run(tmp_path / "runs", "affectnet", "supervised_va", 0, task="va", metrics=va(0.3, 0.2))
+    write_run(tmp_path / "runs", "affectnet", "caf", 0, task="va", metrics=va(0.35, 0.25),
+              backbone="resnet18")
+    code, out = run_aggregate(tmp_path, tmp_path / "runs")
+    assert code == 0
+    csv = pd.read_csv(out["tables"] / "paper_001.csv")
+    sup = csv[csv["row"] == "Supervised (ImageNet)"].set_index("metric")
+    assert sup.loc["macro_f1", "ours_mean"] == pytest.approx(40.0)
+    assert sup.loc["valence_ccc", "ours_mean"] == pytest.approx(0.3)
+    assert sup.loc["arousal_rmse", "ours_mean"] == pytest.approx(0.2)
+    assert set(sup["ours_method"]) == {"supervised, supervised_va"}
+    md2 = (out["tables"] / "paper_002.md").read_text()
+    affectnet = md2.split("## AffectNet")[1].split("## ")[0]
+    h = md_header(affectnet, "Method (paper)")
+    assert md_row(affectnet, "CAF (ResNet18)")[h.index("CCC (V) ours")] == "0.3500"
+    base = md_row(affectnet, "Supervised baseline (benchmark row, not in the paper)")
+    assert base[h.index("CCC (A) ours")] == "0.2000"
+    assert base[h.index("Ours: method")] == "supervised_va"
+
+
 # ------------------------------------------------------------------------------ DVC files, figures
 def test_summary_json(done):
     summary = json.loads(done["summary"].read_text())

@@ -166,6 +166,24 @@ def test_maskfn_pretraining_depends_on_simclrs_encoder_of_the_same_data_and_fold
     assert encoder and encoder.group(1).endswith("/pretrain/ckplus/simclr/foldall/seed0/encoder.pt"), out
 
 
+def test_affectnet_serves_expression_and_valence_arousal_runs_from_two_folds_tables(parsed):
+    """AffectNet labels both: its protocol's expression runs read folds.parquet; the V/A runs
+    (CAF, a va-only class; supervised_va, task: va) read folds_va.parquet, which the folds rule
+    writes with the protocol's task set to va. Other datasets keep one folds table."""
+    result = parsed["shipped"].result()
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    reads = dict((method, folds) for folds, method in re.findall(
+        r"input: \S*cache/affectnet/faces_\d+\.npy, \S+, \S*cache/affectnet/(folds\w*)\.parquet"
+        r"(?:, \S+)?\n\s+output: \S*/runs/affectnet/(\w+)/", out))
+    va = {"supervised_va", "caf", "caf_fixed_margin"}
+    assert {m for m, f in reads.items() if f == "folds_va"} == va, reads
+    assert {m for m, f in reads.items() if f == "folds"} == set(PARAMS["datasets"]["affectnet"]["methods"]) - va
+    tables = re.findall(r"output: \S*cache/(\w+)/(folds\w*)\.parquet", out)
+    assert sorted(tables) == sorted([(d, "folds") for d in PARAMS["run"]["datasets"]] + [("affectnet", "folds_va")])
+    assert re.search(r"wildcards: dataset=affectnet, task_suffix=_va", out)
+
+
 def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):
     stats, jobs = dry_run_jobs(parsed["all_folds"].result())
     # ckplus: 5-fold protocol; fer2013: official split = one fold.

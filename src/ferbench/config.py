@@ -23,7 +23,7 @@ TRAIN_KEYS = (
     "backbone_weights", "lr_schedule", "label_smoothing", "class_weighting", "augmentation", "tta",
 )
 #: Keys of a method block besides the training keys and the class's hyperparameters.
-METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets")
+METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets", "task")
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -66,7 +66,9 @@ def check_config(config: dict[str, Any], where: str = "params.yaml") -> dict[str
     under ``methods:`` (a run may use another that is not in run.methods, e.g. MaskFN's encoder).
     """
     validate_config(config, where)
-    return check_methods(config, where)
+    classes = check_methods(config, where)
+    check_run_tasks(config, classes, where)
+    return classes
 
 
 def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
@@ -126,6 +128,7 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     for key in TRAIN_KEYS:
         if key in method_block:
             train[key] = method_block.pop(key)
+    method_block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
     # `budgets: {<budget>: {...}}` in a method block: training keys (and a `pretrain:` block)
     # that apply under that budget only, on top of the method's own keys
     per_budget = (method_block.pop("budgets", None) or {}).get(config["budget"]) or {}
@@ -142,6 +145,51 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
         "protocol": copy.deepcopy(dataset_block.get("protocol", {})),
         "metrics": copy.deepcopy(config.get("metrics", {})),
     }
+
+
+def job_task(config: dict[str, Any], dataset: str, method: str, cls: type) -> str:
+    """The task the jobs of run name ``method`` on ``dataset`` train for: the method block's
+    ``task``, else the class's only task (CAF and AVCE: va), else the dataset protocol's. A
+    dataset with both kinds of label (AffectNet) thus serves classification runs and
+    valence/arousal runs side by side, each with its own folds table (:func:`folds_name`)."""
+    from ferbench.protocols import resolve_protocol
+
+    block = config["methods"][method] or {}
+    if block.get("task"):
+        return str(block["task"])
+    if len(cls.tasks) == 1:
+        return str(cls.tasks[0])
+    return str(resolve_protocol(dataset, config["datasets"][dataset].get("protocol"))["task"])
+
+
+def folds_name(config: dict[str, Any], dataset: str, task: str) -> str:
+    """folds.parquet for the dataset protocol's own task, folds_<task>.parquet for the other."""
+    from ferbench.protocols import resolve_protocol
+
+    own = resolve_protocol(dataset, config["datasets"][dataset].get("protocol"))["task"]
+    return "folds.parquet" if task == own else f"folds_{task}.parquet"
+
+
+def check_run_tasks(config: dict[str, Any], classes: dict[str, type], where: str = "params.yaml") -> None:
+    """Every (dataset, run name) of the run trains for a task its class supports and the
+    dataset has labels for: a mismatch is one line naming the key, before any job runs."""
+    from ferbench.datasets import dataset_facts
+
+    for dataset in config["run"]["datasets"]:
+        only = config["datasets"][dataset].get("methods")
+        labels = getattr(dataset_facts(dataset), "task", "both")  # no reader: not known here
+        for method in config["run"]["methods"]:
+            if only is not None and method not in only:
+                continue
+            cls = classes[method]
+            task = job_task(config, dataset, method, cls)
+            if task not in cls.tasks:
+                raise FerbenchError(f"{where}: methods.{method}.task: {task!r}, but method class "
+                                    f"{cls.name!r} is for {' and '.join(cls.tasks)}")
+            if labels not in (task, "both"):
+                key = (f"datasets.{dataset}.methods" if only is not None else "run.methods")
+                raise FerbenchError(f"{where}: {key}: {method!r} trains for the {task} task, and "
+                                    f"{dataset} has {labels} labels only")
 
 
 def _schedules(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -163,8 +163,8 @@ def scan(root: Path, memo: dict | None = None) -> list[Finding]:
             stem, ext = os.path.splitext(name)
             if ext == ".json" and f"{stem}.parquet" in names and name != provenance.MARKER:
                 out.append(check_folds(here / name))
-            elif name == "folds.parquet" and "folds.json" not in names:
-                out.append(Finding("incomplete", "folds", here / name, "no folds.json beside it; rerun folds"))
+            elif stem.startswith("folds") and ext == ".parquet" and f"{stem}.json" not in names:
+                out.append(Finding("incomplete", "folds", here / name, f"no {stem}.json beside it; rerun folds"))
         if names & set(RUN_FILES):
             out.append(check_run(here, names, memo))
         for path in io.temporary_files(here):

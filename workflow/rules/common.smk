@@ -8,7 +8,7 @@ import shlex
 
 from snakemake.exceptions import WorkflowError
 
-from ferbench.config import job_settings, stage_settings
+from ferbench.config import folds_name, job_settings, job_task, stage_settings
 from ferbench.errors import FerbenchError
 from ferbench.protocols import resolve_protocol
 
@@ -125,7 +125,10 @@ def run_folds(dataset):
 
 
 def protocol_json(wildcards):
-    return json.dumps(config["datasets"][wildcards.dataset].get("protocol") or {}, sort_keys=True)
+    protocol = dict(config["datasets"][wildcards.dataset].get("protocol") or {})
+    if wildcards.task_suffix:  # folds_<task>: the dataset's other task
+        protocol["task"] = wildcards.task_suffix.lstrip("_")
+    return json.dumps(protocol, sort_keys=True)
 
 
 def fold_file_input(wildcards):
@@ -293,22 +296,24 @@ def report_config(wildcards):
     return json.dumps({k: v for k, v in config.items() if k != "resources"}, sort_keys=True)
 
 
-def cache_inputs(dataset, size):
+def cache_inputs(dataset, method, size):
+    """The faces, samples and the folds table of the task the run trains for on ``dataset``."""
+    task = job_task(config, dataset, method, method_class(method))
     return {
         "faces": cache_path(dataset, f"faces_{size}.npy"),
         "samples": cache_path(dataset, "samples.parquet"),
-        "folds": cache_path(dataset, "folds.parquet"),
+        "folds": cache_path(dataset, folds_name(config, dataset, task)),
     }
 
 
 def pretrain_inputs(wildcards):
     size = stage_schedule(wildcards.dataset, wildcards.method, "pretrain")["image_size"]
-    return {**cache_inputs(wildcards.dataset, size), **encoder_dependencies(wildcards)}
+    return {**cache_inputs(wildcards.dataset, wildcards.method, size), **encoder_dependencies(wildcards)}
 
 
 def train_inputs(wildcards):
     dataset, method = wildcards.dataset, wildcards.method
-    inputs = cache_inputs(dataset, stage_schedule(dataset, method, "train")["image_size"])
+    inputs = cache_inputs(dataset, method, stage_schedule(dataset, method, "train")["image_size"])
     plan = PLANS.get((dataset, method))
     if plan is not None:
         fold = wildcards.fold if plan["per_fold"] else "all"

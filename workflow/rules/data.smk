@@ -64,15 +64,17 @@ rule folds:
         unpack(fold_file_input),
         samples=cache_path("{dataset}", "samples.parquet"),
     output:
-        parquet=cache_path("{dataset}", "folds.parquet"),
-        meta=cache_path("{dataset}", "folds.json"),
+        # folds.parquet: the dataset protocol's task; folds_<task>.parquet: the other task of a
+        # dataset labelled for both (AffectNet), for runs that train for it (config.job_task)
+        parquet=cache_path("{dataset}", "folds{task_suffix}.parquet"),
+        meta=cache_path("{dataset}", "folds{task_suffix}.json"),
     params:
         protocol=protocol_json,
         fold_file=fold_file_arg,
     log:
-        results_path("logs", "folds", "{dataset}.log"),
+        results_path("logs", "folds", "{dataset}{task_suffix}.log"),
     benchmark:
-        results_path("benchmarks", "folds", "{dataset}.tsv")
+        results_path("benchmarks", "folds", "{dataset}{task_suffix}.tsv")
     threads: res("folds", "threads")
     resources:
         mem_mb=res_per_attempt("folds", "mem_mb"),

@@ -52,7 +52,7 @@ TASK_METRICS = {"classification": ("accuracy", "macro_f1"), "va": VA_KEYS}
 #: ``extra`` entries with this key suffix are test-set measures and reported as metrics
 EXTRA_SUFFIX = "_test"
 #: the baseline methods (run names): listed first; the others are "the methods"
-BASELINES = ("supervised", "cnn_baseline")
+BASELINES = ("supervised", "supervised_va", "cnn_baseline")
 #: classification: accuracy of all runs' test predictions concatenated (summary metric)
 POOLED = "pooled_accuracy"
 SUMMARY_KEYS = ["group", "dataset", "task", "num_classes", "variant", "method", "backbone", "metric"]

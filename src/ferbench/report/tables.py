@@ -284,15 +284,22 @@ def _block_scores(block: Block, scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
-    chosen, sel = None, relevant.iloc[0:0]
-    for method in row.ours:
-        cand = relevant[relevant["method"] == method]
-        if row.backbone:
-            cand = cand[cand["backbone"] == row.backbone]
-        metrics = {c.metric for c in block.columns}
-        if cand["metric"].isin(metrics).any():
-            chosen, sel = method, cand
-            break
+    # per task of the block's columns, the first of the row's run names with runs for it (a
+    # row may take expression cells from `supervised` and V/A cells from `supervised_va`)
+    picked: list[str] = []
+    parts = [relevant.iloc[0:0]]
+    for task in dict.fromkeys(c.task for c in block.columns):
+        metrics = {c.metric for c in block.columns if c.task == task}
+        for method in row.ours:
+            cand = relevant[(relevant["method"] == method) & (relevant["task"] == task)]
+            if row.backbone:
+                cand = cand[cand["backbone"] == row.backbone]
+            if cand["metric"].isin(metrics).any():
+                picked.append(method)
+                parts.append(cand)
+                break
+    chosen = ", ".join(dict.fromkeys(picked)) or None
+    sel = pd.concat(parts)
     ours, legacy, used = [], [], set()
     for col in block.columns:
         for prefix, target in (("", ours), ("legacy_", legacy)):
