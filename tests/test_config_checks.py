@@ -322,3 +322,20 @@ def test_each_run_trains_for_its_block_task_else_its_class_task_else_the_protoco
     assert folds_name(PARAMS, "affectnet", "va") == "folds_va.parquet"
     assert folds_name(PARAMS, "afewva", "va") == "folds.parquet"
 
+
+
+def test_a_dataset_without_a_methods_list_runs_the_run_methods_its_labels_fit():
+    from ferbench.config import dataset_runs
+
+    config = copy.deepcopy(PARAMS)
+    config["run"]["datasets"].append("mmi")
+    assert "methods" not in config["datasets"]["mmi"]
+    classes = check_config(config)   # not an error: the V/A runs do not apply to MMI
+    runs, skipped = dataset_runs(config, "mmi", classes)
+    va_runs = [m for m in config["run"]["methods"]
+               if m == "supervised_va" or classes[m].tasks == ("va",)]
+    assert skipped == va_runs and {"caf", "avce", "supervised_va"} <= set(skipped)
+    assert runs == [m for m in config["run"]["methods"] if m not in va_runs]
+    # a dataset's own list is taken as given
+    assert dataset_runs(config, "afewva", classes) == (
+        [m for m in config["run"]["methods"] if m in config["datasets"]["afewva"]["methods"]], [])

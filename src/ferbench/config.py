@@ -170,26 +170,43 @@ def folds_name(config: dict[str, Any], dataset: str, task: str) -> str:
     return "folds.parquet" if task == own else f"folds_{task}.parquet"
 
 
+def dataset_labels(dataset: str) -> str:
+    """The labels a dataset's reader provides: classification, va or both."""
+    from ferbench.datasets import dataset_facts
+
+    return str(getattr(dataset_facts(dataset), "task", "both"))  # no reader: not known here
+
+
+def dataset_runs(config: dict[str, Any], dataset: str,
+                 classes: dict[str, type]) -> tuple[list[str], list[str]]:
+    """(run names that train on ``dataset``, run names left out because the dataset has no
+    labels for their task). A dataset's own ``methods`` list is taken as given (check_run_tasks
+    refuses one that names an impossible run); without one, run.methods apply where they can."""
+    only = config["datasets"][dataset].get("methods")
+    if only is not None:
+        return [m for m in config["run"]["methods"] if m in only], []
+    labels = dataset_labels(dataset)
+    runs, skipped = [], []
+    for method in config["run"]["methods"]:
+        fits = labels in ("both", job_task(config, dataset, method, classes[method]))
+        (runs if fits else skipped).append(method)
+    return runs, skipped
+
+
 def check_run_tasks(config: dict[str, Any], classes: dict[str, type], where: str = "params.yaml") -> None:
     """Every (dataset, run name) of the run trains for a task its class supports and the
     dataset has labels for: a mismatch is one line naming the key, before any job runs."""
-    from ferbench.datasets import dataset_facts
-
     for dataset in config["run"]["datasets"]:
-        only = config["datasets"][dataset].get("methods")
-        labels = getattr(dataset_facts(dataset), "task", "both")  # no reader: not known here
-        for method in config["run"]["methods"]:
-            if only is not None and method not in only:
-                continue
+        labels = dataset_labels(dataset)
+        for method in dataset_runs(config, dataset, classes)[0]:
             cls = classes[method]
             task = job_task(config, dataset, method, cls)
             if task not in cls.tasks:
                 raise FerbenchError(f"{where}: methods.{method}.task: {task!r}, but method class "
                                     f"{cls.name!r} is for {' and '.join(cls.tasks)}")
             if labels not in (task, "both"):
-                key = (f"datasets.{dataset}.methods" if only is not None else "run.methods")
-                raise FerbenchError(f"{where}: {key}: {method!r} trains for the {task} task, and "
-                                    f"{dataset} has {labels} labels only")
+                raise FerbenchError(f"{where}: datasets.{dataset}.methods: {method!r} trains for "
+                                    f"the {task} task, and {dataset} has {labels} labels only")
 
 
 def _schedules(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -5,10 +5,11 @@ import json
 import os
 import re
 import shlex
+import sys
 
 from snakemake.exceptions import WorkflowError
 
-from ferbench.config import folds_name, job_settings, job_task, stage_settings
+from ferbench.config import dataset_labels, dataset_runs, folds_name, job_settings, job_task, stage_settings
 from ferbench.errors import FerbenchError
 from ferbench.protocols import resolve_protocol
 
@@ -187,9 +188,17 @@ def pretrain_identity(plan):
 
 
 def dataset_methods(dataset):
-    """run.methods, restricted by the dataset's own `methods` list when it has one."""
-    only = config["datasets"][dataset].get("methods")
-    return [m for m in RUN["methods"] if only is None or m in only]
+    """run.methods, restricted by the dataset's own `methods` list when it has one; without
+    one, those whose task the dataset has labels for (the others are named once on stderr)."""
+    runs, skipped = dataset_runs(config, dataset, CLASSES)
+    if skipped and dataset not in SKIP_NOTED:
+        SKIP_NOTED.add(dataset)
+        print(f"ferbench: {dataset} has {dataset_labels(dataset)} labels only: not running "
+              f"{', '.join(skipped)} on it", file=sys.stderr)
+    return runs
+
+
+SKIP_NOTED = set()
 
 
 def run_pairs():
