@@ -425,7 +425,7 @@ class Trainer:
     def end_epoch(self) -> None:
         extra: dict[str, Any] = {}
         if self.method.stage == "train" and len(self.data.indices.get("val", [])):
-            scores, _, _ = evaluate(self, self.data.indices["val"])
+            scores, _, _ = evaluate(self, self.data.indices["val"], features=False)
             extra = {f"val_{k}": v for k, v in scores["metrics"].items()}
             self.log(f"epoch {self.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         self.method.on_epoch_end(self.epoch)
@@ -478,15 +478,19 @@ def predict(trainer: Trainer, positions: np.ndarray, features: bool = False
     return outputs, torch.cat(feats).cpu().numpy()
 
 
-def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False
-             ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Scores, the predictions table and the embeddings table for ``positions``."""
+def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False, features: bool = True
+             ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
+    """Scores, the predictions table and (``features``) the embeddings table for ``positions``;
+    the per-epoch validation asks for no embeddings."""
     from ferbench import metrics as M
 
     data = trainer.data
-    out, feats = predict(trainer, positions, features=True)
     ids = data.folds["sample_id"].to_numpy(object)[positions]
-    embeddings = embeddings_table(ids, feats)
+    if features:
+        out, feats = predict(trainer, positions, features=True)
+        embeddings = embeddings_table(ids, feats)
+    else:
+        out, embeddings = predict(trainer, positions), None
     if data.task == "va":
         true = data.va[positions].astype(np.float64)
         scores: dict[str, Any] = {"metrics": M.va_metrics(true, out)}
