@@ -56,6 +56,19 @@ BAD_CONFIGS = {
         lambda c: c["methods"]["supervised"].update(budgets={"demo": {"pretrain": {"optimizer": "lbfgs"}}}),
         ["methods.supervised.budgets.demo.pretrain.optimizer", "unknown optimizer 'lbfgs'"],
     ),
+    "unknown_backbone_in_a_per_dataset_schedule": (
+        lambda c: c["methods"]["caf"]["budgets"]["paper"].update(
+            datasets={"affectnet": {"backbone": "resnet81"}}),
+        ["methods.caf.budgets.paper.datasets.affectnet.backbone", "unknown backbone 'resnet81'"],
+    ),
+    "unknown_dataset_in_a_per_dataset_schedule": (
+        lambda c: c["methods"]["caf"]["budgets"]["paper"].update(datasets={"afectnet": {"epochs": 2}}),
+        ["methods.caf.budgets.paper.datasets", "'afectnet'"],
+    ),
+    "unknown_training_key_in_a_dataset_budget": (
+        lambda c: c["datasets"]["fer2013"].update(budgets={"cpu": {"epoch": 20}}),
+        ["datasets.fer2013.budgets.cpu", "'epoch'"],
+    ),
     "run_for_a_task_the_dataset_has_no_labels_for": (
         lambda c: c["datasets"]["ckplus"]["methods"].append("caf"),
         ["datasets.ckplus.methods", "'caf' trains for the va task, and ckplus has classification labels only"],
@@ -339,3 +352,54 @@ def test_a_dataset_without_a_methods_list_runs_the_run_methods_its_labels_fit():
     # a dataset's own list is taken as given
     assert dataset_runs(config, "afewva", classes) == (
         [m for m in config["run"]["methods"] if m in config["datasets"]["afewva"]["methods"]], [])
+
+
+# -- the layers of a job's schedule -----------------------------------------------------------
+def test_a_jobs_schedule_layers_budget_dataset_method_method_budget_and_method_budget_dataset():
+    from ferbench.config import stage_settings
+
+    config = copy.deepcopy(PARAMS)
+    config["budget"] = "paper"
+    config["datasets"]["affectnet"]["budgets"] = {
+        "paper": {"epochs": 30, "batch_size": 64, "lr": 0.01, "pretrain": {"epochs": 3}}}
+    config["methods"]["probe"] = {
+        "class": "simclr", "lr": 0.02, "pretrain": {"lr": 0.5},
+        "budgets": {"paper": {"batch_size": 32, "pretrain": {"batch_size": 16},
+                              "datasets": {"affectnet": {"epochs": 7, "pretrain": {"epochs": 9}},
+                                           "ckplus": {"epochs": 99}}},
+                    "demo": {"epochs": 1}}}
+    check_config(config)
+    train = stage_settings(config, "affectnet", "probe", "train")
+    # epochs: the method budget's AffectNet entry over the dataset's 30; batch: the method
+    # budget's 32 over the dataset's 64; lr: the method block's over the dataset's; the rest
+    # (backbone, weight decay) from the paper budget; the demo and CK+ entries play no part
+    assert {k: train["train"][k] for k in ("epochs", "batch_size", "lr", "backbone", "weight_decay")} == {
+        "epochs": 7, "batch_size": 32, "lr": 0.02,
+        "backbone": PARAMS["budgets"]["paper"]["backbone"],
+        "weight_decay": PARAMS["budgets"]["paper"]["weight_decay"]}
+    pre = stage_settings(config, "affectnet", "probe", "pretrain")["train"]
+    assert (pre["epochs"], pre["batch_size"], pre["lr"]) == (9, 16, 0.5)
+    # another dataset: no dataset layer, the method budget's CK+ entry
+    assert stage_settings(config, "ckplus", "probe", "train")["train"]["epochs"] == 99
+    assert stage_settings(config, "fer2013", "probe", "train")["train"]["epochs"] == \
+        PARAMS["budgets"]["paper"]["epochs"]
+    # a method that sets no epochs of its own takes the dataset's
+    config["methods"]["plain"] = {"class": "supervised"}
+    plain = stage_settings(config, "affectnet", "plain", "train")["train"]
+    assert (plain["epochs"], plain["batch_size"], plain["lr"]) == (30, 64, 0.01)
+    # no schedule key reaches the method's hyperparameters
+    assert not {"budgets", "datasets", "epochs"} & set(train["method"])
+
+
+def test_shipped_caf_paper_schedule_is_50k_iterations_on_affectnet_and_afewva():
+    """256 epochs on AFEW-VA; on AffectNet the per-dataset entry (287,651 training images at
+    batch 128: 2,248 iterations per epoch, so 22 epochs are ~50k iterations)."""
+    from ferbench.config import stage_settings
+
+    config = copy.deepcopy(PARAMS)
+    config["budget"] = "paper"
+    for run in ("caf", "caf_fixed_margin"):
+        on = {d: stage_settings(config, d, run, "train")["train"] for d in ("affectnet", "afewva")}
+        assert (on["afewva"]["epochs"], on["affectnet"]["epochs"]) == (256, 22)
+        iterations = on["affectnet"]["epochs"] * -(-287_651 // on["affectnet"]["batch_size"])
+        assert 45_000 <= iterations <= 55_000

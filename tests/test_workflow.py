@@ -297,6 +297,34 @@ def test_changed_params_resources_reach_the_jobs_under_every_profile(tmp_path, p
         assert (prepare["slurm_partition"], prepare["gpu"]) == ("main", "0")
 
 
+def test_a_datasets_own_resources_reach_its_jobs_only(tmp_path):
+    """datasets.<name>.budgets.<budget>.resources.train overrides resources.train key by key,
+    for that dataset under that budget only."""
+    def edit(config):
+        resized(config)
+        config["run"]["datasets"] = ["ckplus", "fer2013"]
+        config["datasets"]["fer2013"]["methods"] = ["supervised"]
+        config["datasets"]["fer2013"]["budgets"] = {
+            "demo": {"resources": {"train": {"threads": 2, "runtime": 300}}},
+            "cpu": {"resources": {"train": {"threads": 4}}}}
+
+    dag = snakemake("--dry-run", "--cores", "8", "--configfile", str(write_config(tmp_path, edit)),
+                    "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm-cpu"))
+    out = dag.stdout + dag.stderr
+    assert dag.returncode == 0, out
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        if not block.startswith("rule train:"):
+            continue
+        dataset = re.search(r"wildcards: dataset=(\w+)", block).group(1)
+        listed = re.search(r"^\s+resources: (.*)$", block, re.M).group(1)
+        jobs[dataset] = dict(item.split("=", 1) for item in listed.split(", "))
+        jobs[dataset]["threads"] = re.search(r"--threads (\d+)", block).group(1)
+    assert {d: (j["threads"], j["cpus_per_task"], j["runtime"], j["mem_mb"]) for d, j in jobs.items()} == {
+        "fer2013": ("2", "2", "300", "12345"),      # its own threads and runtime, the shared memory
+        "ckplus": ("3", "3", "77", "12345")}        # resources.train as given
+
+
 def test_a_retry_asks_for_attempt_times_the_params_resources(tmp_path):
     """The first try fails; the retry's resources are twice the config's (no SLURM needed)."""
     snakefile = tmp_path / "Snakefile"

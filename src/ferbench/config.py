@@ -112,8 +112,11 @@ def _leaves(value: Any, key: str = "") -> Any:
 
 
 def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
-    """Everything one training job needs: budget schedule, overridden by the method's block
-    (its training keys, then those of its ``budgets.<budget>`` entry, if any).
+    """Everything one training job needs. Its schedule, each layer over the one before: the
+    budget; the dataset block's ``budgets.<budget>`` (a large dataset's shorter schedule); the
+    method's block (its training keys); the method's ``budgets.<budget>``; that block's
+    ``datasets.<dataset>`` (e.g. CAF's paper epochs on AffectNet). A ``pretrain:`` block in any
+    layer after the budget overrides the pretraining stage only (:func:`stage_settings`).
 
     Returns {"train": {...schedule...}, "method": {...method's own keys...},
     "protocol": {...}, "dataset": name, "method_name": name, "metrics": {...}}.
@@ -124,19 +127,20 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
         dataset_block = config["datasets"][dataset]
     except KeyError as err:
         raise FerbenchError(f"config: no entry for {err.args[0]!r}") from None
-    train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
-    for key in TRAIN_KEYS:
-        if key in method_block:
-            train[key] = method_block.pop(key)
-    method_block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
-    # `budgets: {<budget>: {...}}` in a method block: training keys (and a `pretrain:` block)
-    # that apply under that budget only, on top of the method's own keys
+    method_block = method_block or {}
+    per_dataset = copy.deepcopy((dataset_block.get("budgets") or {}).get(config["budget"]) or {})
     per_budget = (method_block.pop("budgets", None) or {}).get(config["budget"]) or {}
-    for key in TRAIN_KEYS:
-        if key in per_budget:
-            train[key] = per_budget[key]
-    if per_budget.get("pretrain"):
-        method_block["pretrain"] = {**(method_block.get("pretrain") or {}), **per_budget["pretrain"]}
+    per_budget_dataset = (per_budget.get("datasets") or {}).get(dataset) or {}
+    method_block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
+    train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
+    pretrain: dict[str, Any] = {}
+    for layer in (per_dataset, method_block, per_budget, per_budget_dataset):
+        for key in TRAIN_KEYS:
+            if key in layer:
+                train[key] = layer.pop(key) if layer is method_block else layer[key]
+        pretrain.update((layer.pop("pretrain", None) if layer is method_block else layer.get("pretrain")) or {})
+    if pretrain:
+        method_block["pretrain"] = pretrain
     return {
         "dataset": dataset,
         "method_name": method,
@@ -212,14 +216,23 @@ def check_run_tasks(config: dict[str, Any], classes: dict[str, type], where: str
 def _schedules(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(dotted key, block) of every block that may hold training keys."""
     found = [(f"budgets.{name}", block) for name, block in config["budgets"].items()]
+
+    def with_pretrain(key: str, block: dict[str, Any] | None) -> None:
+        block = block or {}
+        found.append((key, block))
+        found.append((f"{key}.pretrain", block.get("pretrain") or {}))
+
+    for name, block in (config.get("datasets") or {}).items():
+        for budget, per_budget in ((block or {}).get("budgets") or {}).items():
+            with_pretrain(f"datasets.{name}.budgets.{budget}", per_budget)
     for name, block in config["methods"].items():
         block = block or {}
-        found.append((f"methods.{name}", block))
-        found.append((f"methods.{name}.pretrain", block.get("pretrain") or {}))
+        with_pretrain(f"methods.{name}", block)
         for budget, per_budget in (block.get("budgets") or {}).items():
             per_budget = per_budget or {}
-            found.append((f"methods.{name}.budgets.{budget}", per_budget))
-            found.append((f"methods.{name}.budgets.{budget}.pretrain", per_budget.get("pretrain") or {}))
+            with_pretrain(f"methods.{name}.budgets.{budget}", per_budget)
+            for dataset, per_dataset in (per_budget.get("datasets") or {}).items():
+                with_pretrain(f"methods.{name}.budgets.{budget}.datasets.{dataset}", per_dataset)
     return found
 
 

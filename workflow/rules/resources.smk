@@ -9,13 +9,33 @@ def res(step, key):
     return config["resources"][step][key]
 
 
+def res_of_dataset(step, key, wildcards):
+    """The dataset's own value for its pretrain/train jobs under the run's budget
+    (`datasets.<name>.budgets.<budget>.resources.<step>.<key>`: two threads for a dataset
+    whose one official-split job would leave a core idle), else the step's."""
+    dataset = getattr(wildcards, "dataset", None)
+    block = (config.get("datasets") or {}).get(dataset) or {}
+    per_budget = (block.get("budgets") or {}).get(config.get("budget")) or {}
+    return ((per_budget.get("resources") or {}).get(step) or {}).get(key, res(step, key))
+
+
+def res_per_dataset(step, key):
+    """threads of a step whose jobs have a {dataset} wildcard: the dataset's value, else the
+    step's."""
+
+    def per_dataset(wildcards):
+        return res_of_dataset(step, key, wildcards)
+
+    return per_dataset
+
+
 def res_per_attempt(step, key):
-    """mem_mb / runtime of one step, for a rule's `resources`: the config's value on the first
-    try, `attempt` times it on each retry, so a job killed for memory or time comes back with
-    more. Only profiles that retry (slurm, slurm-cpu: `retries: 2`) ever see a second attempt."""
-    first = res(step, key)
+    """mem_mb / runtime of one step, for a rule's `resources`: the config's value (the
+    dataset's own where it has one) on the first try, `attempt` times it on each retry, so a
+    job killed for memory or time comes back with more. Only profiles that retry (slurm,
+    slurm-cpu: `retries: 2`) ever see a second attempt."""
 
     def per_attempt(wildcards, attempt):
-        return first * attempt
+        return res_of_dataset(step, key, wildcards) * attempt
 
     return per_attempt

@@ -21,7 +21,7 @@ rule pretrain:
         ),
     benchmark:
         results_path("benchmarks", "pretrain", "{dataset}", "{method}", "fold{fold}", "seed{seed}.tsv")
-    threads: res("pretrain", "threads")
+    threads: res_per_dataset("pretrain", "threads")
     resources:
         mem_mb=res_per_attempt("pretrain", "mem_mb"),
         runtime=res_per_attempt("pretrain", "runtime"),
@@ -61,7 +61,7 @@ rule train:
         ),
     benchmark:
         results_path("benchmarks", "train", "{dataset}", "{method}", "fold{fold}", "seed{seed}.tsv")
-    threads: res("train", "threads")
+    threads: res_per_dataset("train", "threads")
     resources:
         mem_mb=res_per_attempt("train", "mem_mb"),
         runtime=res_per_attempt("train", "runtime"),
