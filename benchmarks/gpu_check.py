@@ -207,7 +207,7 @@ def main() -> int:
     path = ("bf16 autocast, channels_last, pinned non-blocking copies" if device.type == "cuda"
             else "fp32, no GPU checks, figures meaningless")
     print(f"gpu_check: {name}, torch {torch.__version__}, {path}; {args.steps} timed steps")
-    print(f"{'family':<11}{'run':<22}{'stage':<9}{'backbone':<10}{'size':>5}{'batch':>6}"
+    print(f"{'family':<11}{'run':<22}{'stage':<9}{'backbone':<13}{'size':>5}{'batch':>6}"
           f"{'engine img/s':>14}{'bare img/s':>12}{'ratio':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -218,7 +218,7 @@ def main() -> int:
         for family, (run, stage, dataset) in jobs.items():
             s = settings[family]
             cache, folds = data[dataset]
-            head = (f"{family:<11}{run:<22}{stage:<9}{s['train']['backbone']:<10}"
+            head = (f"{family:<11}{run:<22}{stage:<9}{s['train']['backbone']:<13}"
                     f"{s['train']['image_size']:>5}{s['train']['batch_size']:>6}")
             try:
                 e = time_engine(s, stage, cache, folds, device, args.warmup, args.steps)

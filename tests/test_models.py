@@ -9,9 +9,10 @@ from ferbench.errors import FerbenchError
 from ferbench.models import LinearHead, backbone_names, build_backbone, mlp
 
 
+SIZES = {"resnet18": (32, 64), "resnet50": (32, 64, 224), "inception_v1": (32, 64, 224)}
 CASES = [(name, size, channels)
-         for name in ("resnet18", "alexnet_reduced", "cnn3", "smallcnn")
-         for size in ((32, 64) if name == "resnet18" else (32, 48, 64, 112))  # 112: ImageNet stems
+         for name in ("resnet18", "resnet50", "inception_v1", "alexnet_reduced", "cnn3", "smallcnn")
+         for size in SIZES.get(name, (32, 48, 64, 112))  # 112, 224: ImageNet stems
          for channels in (1, 3)]
 
 
@@ -32,6 +33,8 @@ def test_backbone_output_shape(name: str, size: int, channels: int) -> None:
 
 def test_feature_dims_follow_the_papers() -> None:
     assert build_backbone("resnet18", 3, 64)[1] == 512
+    assert build_backbone("resnet50", 3, 64)[1] == 2048
+    assert build_backbone("inception_v1", 3, 64)[1] == 1024
     assert build_backbone("cnn3", 1, 64)[1] == 384          # (0.5 * 64)^2 * 3 / 2^3
     assert build_backbone("alexnet_reduced", 3, 224)[1] == 32  # 9216 -> 32 bottleneck
     assert build_backbone("smallcnn", 3, 48)[1] == 128
@@ -44,6 +47,25 @@ def test_resnet_stem_depends_on_input_size() -> None:
     assert large.body[0].stride == (2, 2) and large.body[0].in_channels == 1
     with torch.no_grad():
         assert large.eval()(torch.randn(1, 1, 224, 224)).shape == (1, 512)
+
+
+def test_resnet50_and_inception_v1_stems_and_maps() -> None:
+    """Small inputs get the gentle stem (stride 8 overall: 4 px at 32, 8 px at 64); 224 px keeps
+    ImageNet's stride 32 (7 px); grey input has a 1-channel first conv."""
+    for name, stem, first_pool in (("resnet50", "0", 3), ("inception_v1", "0.conv", 1)):
+        small, _ = build_backbone(name, 3, 32)
+        large, _ = build_backbone(name, 1, 224)
+        small_conv, large_conv = small.body.get_submodule(stem), large.body.get_submodule(stem)
+        assert small_conv.stride == (1, 1) and small_conv.kernel_size == (3, 3), name
+        assert isinstance(small.body[first_pool], torch.nn.Identity), name
+        assert large_conv.stride == (2, 2) and large_conv.kernel_size == (7, 7), name
+        assert large_conv.in_channels == 1, name
+        with torch.no_grad():
+            assert small.eval().body(torch.randn(1, 3, 32, 32)).shape[-1] == 4, name
+            assert large.eval().body(torch.randn(1, 1, 224, 224)).shape[-1] == 7, name
+    # InceptionV1 as the papers use it: no auxiliary classifiers in the trunk
+    inception, _ = build_backbone("inception_v1", 3, 224)
+    assert not any("aux" in key or "fc" in key for key in inception.state_dict())
 
 
 def test_cnn3_layers_match_table_1() -> None:
@@ -60,7 +82,7 @@ def test_unknown_backbone_and_bad_channels() -> None:
         build_backbone("vgg", 3, 64)
     with pytest.raises(FerbenchError, match="in_channels"):
         build_backbone("smallcnn", 4, 64)
-    assert backbone_names() == ["alexnet_reduced", "cnn3", "resnet18", "smallcnn"]
+    assert backbone_names() == ["alexnet_reduced", "cnn3", "inception_v1", "resnet18", "resnet50", "smallcnn"]
 
 
 def test_heads() -> None:

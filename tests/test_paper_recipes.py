@@ -93,12 +93,13 @@ RECIPES: list[tuple[str, str, str, object, object, str, str]] = [
     (SSL, "pretrain", "lr", 3e-4, None, "code: lr 3e-4", ""),
     (SSL, "pretrain", "weight_decay", 1e-4, None, "code: weight decay 1e-4", ""),
     (SSL, "pretrain", "epochs", 300, None, "code: 300-500 epochs (VoxCeleb1)", ""),
-    (SSL, "pretrain", "backbone", "resnet18", "resnet50", "code: ResNet-50", "ResNet-18, not ResNet-50"),
+    (SSL, "pretrain", "backbone", "resnet50", None, "code: ResNet-50", ""),
+    (SSL, "train", "backbone", "resnet50", None, "code: ResNet-50 (the pretrained encoder, fine-tuned)", ""),
     (SSL, "train", "image_size", 224, None, "AffectNet fine-tuning at ResNet's 224", ""),
     # -- seed 000, triplets (Garg et al.): a student abstract, no schedule ----------------------
     (TRIPLET, "train", "embedding_dim", 512, None, "Table 1: CT512", ""),
-    (TRIPLET, "train", "backbone", "resnet18", "InceptionV1", "Table 1: InceptionV1",
-     "ResNet-18, not InceptionV1"),
+    (TRIPLET, "pretrain", "backbone", "inception_v1", None, "Table 1: InceptionV1", ""),
+    (TRIPLET, "train", "backbone", "inception_v1", None, "Table 1: InceptionV1 (the pretrained encoder)", ""),
     (TRIPLET, "train", "image_size", 224, None, "InceptionV1's input size", ""),
     # -- the supervised baseline: no paper of its own, the budget's defaults ---------------------
     (BASE, "train", "backbone", "resnet18", None, "budget default", ""),

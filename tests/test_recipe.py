@@ -168,7 +168,7 @@ def test_backbone_weights_from_local_files(tmp_path) -> None:
 def test_imagenet_weights_fail_with_one_line_when_unavailable(monkeypatch) -> None:
     import torchvision
 
-    with pytest.raises(FerbenchError, match="resnet18 only"):
+    with pytest.raises(FerbenchError, match="inception_v1, resnet18, resnet50 only, not 'smallcnn'"):
         load_backbone_weights(build_backbone("smallcnn", 3, 32)[0], "imagenet", "smallcnn", 3, 32)
 
     def offline(self, *args, **kwargs):
@@ -195,3 +195,71 @@ def test_imagenet_weights_map_onto_our_resnet18(monkeypatch) -> None:
     small, _ = build_backbone("resnet18", 3, 32)   # 3x3 stem: stays random, the rest loads
     load_backbone_weights(small, "imagenet", "resnet18", 3, 32)
     assert torch.equal(small.state_dict()["body.4.0.conv1.weight"], reference["layer1.0.conv1.weight"])
+
+
+def _imagenet_check(monkeypatch, name: str, reference: dict, body_of: dict[str, str], stem: str) -> None:
+    """``reference`` (a torchvision state dict made here) loads onto backbone ``name``: every
+    tensor of torchvision's layer L lands at ``body.<body_of[L]>`` unchanged, only the
+    classifiers are dropped, the grey stem is the RGB filters summed, and the small-input stem
+    stays random while the rest still loads."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, **kw: reference)
+    layer, _, rest = stem.partition(".")
+    stem_key = f"body.{body_of[layer]}.{rest}"
+
+    def check(channels: int, size: int) -> dict:
+        model, _ = build_backbone(name, channels, size)
+        before = model.state_dict()[stem_key].clone()
+        load_backbone_weights(model, "imagenet", name, channels, size)
+        got = model.state_dict()
+        mapped = 0
+        for key, value in reference.items():
+            layer, _, rest = key.partition(".")
+            if layer not in body_of:
+                assert layer in ("fc", "aux1", "aux2"), key       # only the classifiers are dropped
+            elif key != stem:
+                assert torch.equal(got[f"body.{body_of[layer]}.{rest}"], value), key
+                mapped += 1
+        assert mapped == len(got) - 1                               # all of ours but the stem from it
+        return {"stem": got[stem_key], "before": before}
+
+    assert torch.equal(check(3, 128)["stem"], reference[stem])
+    assert torch.allclose(check(1, 128)["stem"], reference[stem].sum(1, keepdim=True))
+    small = check(3, 32)                                            # 3x3 stem: random, untouched
+    assert torch.equal(small["stem"], small["before"]) and small["stem"].shape[-1] == 3
+
+
+def test_imagenet_weights_map_onto_our_resnet50(monkeypatch) -> None:
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet50(weights=None).state_dict()
+    for value in reference.values():        # distinct values: a wrong position cannot match
+        if value.is_floating_point():
+            value.copy_(torch.randn_like(value))
+    body_of = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    _imagenet_check(monkeypatch, "resnet50", reference, body_of, "conv1.weight")
+
+
+def test_imagenet_weights_map_onto_our_inception_v1(monkeypatch) -> None:
+    """GoogLeNet's file holds the aux classifiers (it is saved with aux_logits on): dropped, as
+    its fc; a file without BatchNorm batch counters still loads (they are filled with 0)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False).state_dict()
+    for value in reference.values():
+        if value.is_floating_point():
+            value.copy_(torch.randn_like(value))
+    assert any(k.startswith("aux1.") for k in reference)
+    body_of = {"conv1": "0", "conv2": "2", "conv3": "3", "inception3a": "5", "inception3b": "6",
+               "inception4a": "8", "inception4b": "9", "inception4c": "10", "inception4d": "11",
+               "inception4e": "12", "inception5a": "14", "inception5b": "15"}
+    _imagenet_check(monkeypatch, "inception_v1", reference, body_of, "conv1.conv.weight")
+    no_counters = {k: v for k, v in reference.items() if not k.endswith("num_batches_tracked")}
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, **kw: no_counters)
+    model, _ = build_backbone("inception_v1", 3, 128)
+    load_backbone_weights(model, "imagenet", "inception_v1", 3, 128)
+    assert torch.equal(model.state_dict()["body.15.branch4.1.conv.weight"],
+                       reference["inception5b.branch4.1.conv.weight"])

@@ -15,7 +15,8 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
   ImageNet ResNet-18; here ``mask_fn_encoder`` names it: a run name (default ``simclr``: our
   own SimCLR pretraining on the same data and fold; the workflow makes that pretraining an
   input of this one and hands its encoder.pt path to the job), an encoder.pt path, or
-  ``random`` (a frozen randomly initialised backbone, said so in the log). A loaded encoder
+  ``random`` (a frozen randomly initialised backbone, said so in the log). It has this job's
+  backbone (under ``paper`` the authors' ResNet-50, as simclr's) and its feature size. A loaded encoder
   must have seen no subject this pretraining does not see (its provenance), so this encoder's
   own provenance still covers everything it depends on. Patches are encoded at
   ``mask_fn_patch`` = 0.5 of the view's side (the authors: 64 px patches of 112 px faces),

@@ -25,10 +25,10 @@ dataset's sequences (all its subjects, one job for every fold of the target); de
 is the target dataset itself, per fold, training-fold subjects only. The engine/workflow ask
 :meth:`Triplet.pretrain_source` and :meth:`Triplet.pretrain_data_depends_on_fold`.
 
-The ``paper`` budget: the paper (a student abstract) gives no schedule, so the budget's
-defaults apply (224 px, Adam 1e-4, 40 epochs, batch 128). Departure: ResNet-18, not the
-paper's InceptionV1 (no InceptionV1 backbone here); the VGGFace2-pretrained baseline rows
-need ``backbone_weights`` pointing at such weights (tests/test_paper_recipes.py).
+The ``paper`` budget: the paper's InceptionV1 (``backbone: inception_v1``, both stages); it
+(a student abstract) gives no schedule, so the budget's defaults apply otherwise (224 px, Adam
+1e-4, 40 epochs, batch 128). The VGGFace2-pretrained baseline rows need ``backbone_weights``
+pointing at such weights (tests/test_paper_recipes.py).
 """
 
 from __future__ import annotations

@@ -35,30 +35,37 @@ def build_backbone(name: str, in_channels: int = 3, image_size: int = 64,
     return module, module.feature_dim
 
 
-#: torchvision's ResNet-18 layers -> our Backbone body's positions
-_RESNET18_BODY = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+#: backbones with ``backbone_weights: imagenet``: torchvision's weights enum (its IMAGENET1K_V1
+#: entry), torchvision's layer names in our body's order (``body.<i>`` is layer i; the rest of
+#: torchvision's keys, its classifier and GoogLeNet's aux heads, are dropped) and the stem conv
+#: (random in the small-input stem, summed over RGB for grey input)
+_IMAGENET = {
+    "resnet18": ("ResNet18_Weights", backbones.RESNET_LAYERS, "conv1.weight"),
+    "resnet50": ("ResNet50_Weights", backbones.RESNET_LAYERS, "conv1.weight"),
+    "inception_v1": ("GoogLeNet_Weights", backbones.INCEPTION_V1_LAYERS, "conv1.conv.weight"),
+}
 
 
 def load_backbone_weights(backbone: nn.Module, spec: str | None, name: str, in_channels: int,
                           image_size: int) -> None:
     """Start ``backbone`` from ``spec``: ``none`` (or null: random), ``imagenet`` (torchvision's
-    ResNet-18 weights, from the local torch hub cache or a download where the machine can reach
-    it), or a file: a backbone state dict, or a ferbench ``model.pt`` / ``encoder.pt`` (its
-    ``backbone.*`` entries: a face-pretrained start from another run). Loads strictly; every
+    ImageNet weights of resnet18, resnet50 or inception_v1, from the local torch hub cache or a
+    download where the machine can reach it), or a file: a backbone state dict, or a ferbench
+    ``model.pt`` / ``encoder.pt`` (its ``backbone.*`` entries: a face-pretrained start from
+    another run). Loads strictly; every
     failure is one FerbenchError naming the file and the keys at fault."""
     if spec in (None, "", "none"):
         return
+    left_random: set[str] = set()
     if spec == "imagenet":
-        state = _imagenet_resnet18(name, in_channels, image_size)
+        state, left_random = _imagenet_state(name, in_channels, image_size)
         where = "backbone_weights: imagenet"
     else:
         path = Path(spec)
         where = str(path)
         state = _backbone_state_from_file(path)
     missing, unexpected = _strict_keys(backbone, state)
-    if spec == "imagenet" and missing == ["body.0.weight"]:
-        # the small-input stem is 3x3 stride 1: ImageNet's 7x7 first conv cannot fill it
-        missing = []
+    missing = [k for k in missing if k not in left_random]
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise FerbenchError(f"{where}: weights do not fit backbone {name!r} ({what}"
@@ -87,16 +94,19 @@ def _backbone_state_from_file(path: Path) -> dict[str, Any]:
     return prefixed or dict(payload)        # model.pt / encoder.pt, or a bare backbone state
 
 
-def _imagenet_resnet18(name: str, in_channels: int, image_size: int) -> dict[str, Any]:
-    """torchvision's ImageNet ResNet-18 state in our Backbone's key names."""
+def _imagenet_state(name: str, in_channels: int, image_size: int) -> tuple[dict[str, Any], set[str]]:
+    """torchvision's ImageNet weights for backbone ``name`` in our Backbone's key names, and the
+    keys left random on purpose (the small-input stem's 3x3 conv: ImageNet's 7x7 one cannot fill
+    it)."""
     import torch
 
-    if name != "resnet18":
-        raise FerbenchError(f"backbone_weights: imagenet exists for backbone resnet18 only, not {name!r}; "
-                            f"give a weights file instead")
+    if name not in _IMAGENET:
+        raise FerbenchError(f"backbone_weights: imagenet exists for backbones {', '.join(sorted(_IMAGENET))} "
+                            f"only, not {name!r}; give a weights file instead")
     import torchvision
 
-    weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+    enum, layers, stem = _IMAGENET[name]
+    weights = getattr(torchvision.models, enum).IMAGENET1K_V1
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
         state = weights.get_state_dict(progress=False)
@@ -104,14 +114,21 @@ def _imagenet_resnet18(name: str, in_channels: int, image_size: int) -> dict[str
         raise FerbenchError(
             f"backbone_weights: imagenet: cannot download {weights.url} ({type(err).__name__}); place the "
             f"file at {cached} or set backbone_weights to the path of a local copy") from None
+    position = {layer: str(i) for i, layer in enumerate(layers)}
     out = {}
     for key, value in state.items():
         layer, _, rest = key.partition(".")
-        if layer in _RESNET18_BODY:
-            out[f"body.{_RESNET18_BODY[layer]}.{rest}"] = value
-    conv1 = out["body.0.weight"]
+        if layer in position:
+            out[f"body.{position[layer]}.{rest}"] = value
+    for key in [k for k in out if k.endswith(".running_var")]:
+        # files saved before BatchNorm counted its batches lack the counter (torchvision's own
+        # loader fills it in the same way); strict key matching would call it missing
+        out.setdefault(key[: -len("running_var")] + "num_batches_tracked", torch.tensor(0))
+    layer, _, rest = stem.partition(".")
+    stem_key = f"body.{position[layer]}.{rest}"
     if image_size < backbones.SMALL_INPUT:
-        del out["body.0.weight"]            # the 3x3 small-input stem stays random
-    elif in_channels == 1:
-        out["body.0.weight"] = conv1.sum(dim=1, keepdim=True)   # grey input: the RGB filters summed
-    return out
+        del out[stem_key]                   # the 3x3 small-input stem stays random
+        return out, {stem_key}
+    if in_channels == 1:
+        out[stem_key] = out[stem_key].sum(dim=1, keepdim=True)   # grey input: the RGB filters summed
+    return out, set()

@@ -31,19 +31,64 @@ def _conv_bn_relu(cin: int, cout: int, k: int) -> list[nn.Module]:
             nn.ReLU(inplace=True)]
 
 
-def resnet18(in_channels: int, image_size: int) -> Backbone:
+#: torchvision's ResNet children in our body's order: ``body.<i>`` is ``RESNET_LAYERS[i]`` (the
+#: ImageNet weights map by this; the parameter-free relu and maxpool keep the positions stable)
+RESNET_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+#: torchvision's GoogLeNet children from conv1 through inception5b, in our body's order
+INCEPTION_V1_LAYERS = ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
+                       "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d",
+                       "inception4e", "maxpool4", "inception5a", "inception5b")
+
+
+def _global_pool() -> nn.Module:
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _resnet(arch: str, in_channels: int, image_size: int) -> Backbone:
+    """A torchvision ResNet (``arch``: resnet18, resnet50) without its classifier; features are
+    the globally pooled layer4 map (512-d for ResNet-18, 2048-d for ResNet-50)."""
     import torchvision  # lazily: importing it costs seconds in every job and DAG build
 
-    net = torchvision.models.resnet18(weights=None)
+    net = getattr(torchvision.models, arch)(weights=None)
     if image_size < SMALL_INPUT:
         # CIFAR-style stem: 3x3 stride 1 and no max-pool, so a 32-64 px face keeps 4-8 px at layer4.
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     elif in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
-    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                         net.layer1, net.layer2, net.layer3, net.layer4)
-    return Backbone(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512)
+    body = nn.Sequential(*(getattr(net, name) for name in RESNET_LAYERS))
+    return Backbone(body, _global_pool(), net.fc.in_features)
+
+
+def resnet18(in_channels: int, image_size: int) -> Backbone:
+    """ResNet-18 (AVCE's and CAF's R18 rows, the budget default): 512-d features."""
+    return _resnet("resnet18", in_channels, image_size)
+
+
+def resnet50(in_channels: int, image_size: int) -> Backbone:
+    """ResNet-50 (seed 001's SSL encoder, the authors' code): 2048-d features."""
+    return _resnet("resnet50", in_channels, image_size)
+
+
+def inception_v1(in_channels: int, image_size: int) -> Backbone:
+    """InceptionV1 (GoogLeNet; seed 000's backbone): torchvision's trunk from conv1 through
+    inception5b, global average pool, 1024-d features; no auxiliary classifiers, and no
+    ``transform_input`` (its ImageNet weights expect inputs in [-1, 1], the engine's default
+    normalisation already)."""
+    import torchvision
+
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                                       transform_input=False)
+    if image_size < SMALL_INPUT:
+        # as ResNet's small stem: 3x3 stride 1 and no first max-pool (stride 8 overall, not 32),
+        # so a 32-64 px face keeps 4-8 px at inception5b
+        net.conv1.conv = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool1 = nn.Identity()
+    elif in_channels != 3:
+        net.conv1.conv = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    body = nn.Sequential(*(getattr(net, name) for name in INCEPTION_V1_LAYERS))
+    return Backbone(body, _global_pool(), net.fc.in_features)
 
 
 def alexnet_reduced(in_channels: int, image_size: int, bottleneck: int = 32,
@@ -97,11 +142,13 @@ def smallcnn(in_channels: int, image_size: int, width: int = 32) -> Backbone:
         *_conv_bn_relu(2 * w, 4 * w, 3), nn.MaxPool2d(2),
         *_conv_bn_relu(4 * w, 4 * w, 3),
     )
-    return Backbone(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4 * w)
+    return Backbone(body, _global_pool(), 4 * w)
 
 
 BACKBONES = {
     "resnet18": resnet18,
+    "resnet50": resnet50,
+    "inception_v1": inception_v1,
     "alexnet_reduced": alexnet_reduced,
     "cnn3": cnn3,
     "smallcnn": smallcnn,
