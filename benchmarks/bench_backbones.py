@@ -145,9 +145,19 @@ def fmt_time(seconds: float) -> str:
     return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def estimates(config: dict, train_rate, eval_rate, ratio: float, jobs: int = 1) -> list[str]:
+def job_threads(config: dict, dataset: str) -> int:
+    """The threads of a `cpu` train job on ``dataset``: its `budgets.cpu.resources`, else
+    `resources.train` (the workflow's rule, workflow/rules/resources.smk)."""
+    own = ((config["datasets"][dataset].get("budgets") or {}).get("cpu") or {}).get("resources") or {}
+    return int((own.get("train") or {}).get("threads") or
+               (config.get("resources") or {}).get("train", {}).get("threads", 1))
+
+
+def estimates(config: dict, train_rate, eval_rate, ratio: float, jobs: int = 1,
+              threads: int = 1) -> list[str]:
     """Lines: the `cpu` budget's estimated wall time per CK+ and FER-2013 run, its jobs (folds)
-    run ``jobs`` at a time, each at the measured rates (one core per job)."""
+    run ``jobs`` at a time, each at the measured rates (measured with ``threads`` threads; a
+    dataset whose jobs run with another count says so)."""
     cfg = copy.deepcopy(config)
     cfg["budget"] = "cpu"
     ck_total = sum(CKPLUS_FOLD_SEQUENCES) * CKPLUS_PEAK_FRAMES
@@ -179,7 +189,10 @@ def estimates(config: dict, train_rate, eval_rate, ratio: float, jobs: int = 1) 
                 what = f"{FER2013['train']} training images per epoch, PublicTest every epoch"
             if dataset == "ckplus":
                 seconds /= min(jobs, len(list(fold_ids)))
-            lines.append(f"{label}: {fmt_time(seconds)} ({what}; {tr:.0f} train img/s per job)")
+            runs_with = job_threads(cfg, dataset)
+            other = (f"; its jobs run with {runs_with} threads: measure with --threads {runs_with}"
+                     if runs_with != threads else "")
+            lines.append(f"{label}: {fmt_time(seconds)} ({what}; {tr:.0f} train img/s per job{other})")
     return lines
 
 
@@ -256,7 +269,7 @@ def main() -> None:
           f"bench_engine, the repeat with the highest rates): {ratio:.3f} (repeats engine/bare img/s: {runs})")
     print(f"cpu budget, estimated wall time, {args.jobs} job(s) of {args.threads} thread(s) at a time "
           f"(training at bare x engine/bare; evaluation at the eval rate; prepare not counted):")
-    for line in estimates(config, train_rate, eval_rate, ratio, args.jobs):
+    for line in estimates(config, train_rate, eval_rate, ratio, args.jobs, args.threads):
         print(line)
 
 

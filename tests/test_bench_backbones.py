@@ -52,3 +52,16 @@ def test_cpu_budget_estimate_from_given_rates(bench):
     assert f": {bench.fmt_time(fer)} " in lines["supervised/fer2013"], lines["supervised/fer2013"]
     assert "not estimated" in lines["gcnet_s1r1/ckplus"]
     assert bench.fmt_time(3725) == "1h02m" and bench.fmt_time(61) == "1m01s"
+
+
+def test_estimate_says_when_a_datasets_jobs_run_with_other_threads(bench):
+    config = copy.deepcopy(PARAMS)
+    config["datasets"]["fer2013"]["budgets"] = {"cpu": {"resources": {"train": {"threads": 2}}}}
+    config["resources"]["train"]["threads"] = 1
+    assert (bench.job_threads(config, "fer2013"), bench.job_threads(config, "ckplus")) == (2, 1)
+    cpu = config["budgets"]["cpu"]
+    key = (cpu["backbone"], cpu["image_size"], 3)
+    lines = bench.estimates(config, {key: 100.0}, {key: 1000.0}, ratio=1.0, jobs=2, threads=1)
+    fer = [line for line in lines if line.split()[:2] == ["fer2013", "supervised"]]
+    ck = [line for line in lines if line.split()[:2] == ["ckplus", "supervised"]]
+    assert "measure with --threads 2" in fer[0] and "measure with" not in ck[0]
