@@ -133,7 +133,7 @@ def time_eval(model: nn.Module, x: torch.Tensor, max_seconds: float) -> float:
 
 def engine_ratio(args: argparse.Namespace, backbone: str, size: int, batch: int) -> tuple[float, float]:
     """(engine images/s, bare images/s) of bench_engine for one configuration."""
-    ns = argparse.Namespace(method="supervised", backbone=backbone, image_size=size, batch_size=batch,
+    ns = argparse.Namespace(method="supervised", stage="train", backbone=backbone, image_size=size, batch_size=batch,
                             steps=args.engine_steps, warmup=3, device_obj=torch.device("cpu"))
     with tempfile.TemporaryDirectory() as tmp:
         cache, folds = bench_engine.write_fake_cache(Path(tmp), 1024, size)

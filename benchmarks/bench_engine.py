@@ -13,6 +13,7 @@ changes during the run affects both alike.
 
     python benchmarks/bench_engine.py --device cpu --backbone smallcnn --image-size 48
     python benchmarks/bench_engine.py --device cuda --backbone resnet18 --image-size 112 --batch-size 256
+    python benchmarks/bench_engine.py --method gcnet --backbone cnn3 --image-size 64 --stage pretrain
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ def write_fake_cache(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path
         faces[start:stop] = rng.integers(0, 256, size=(stop - start, 3, size, size), dtype=np.uint8)
     faces.flush()
     del faces
-    subject = np.arange(n) % 40
+    # 8-frame sequences, one label each (onset frame 0, the last three the apex), so methods
+    # that read sequences (GCNet's reference face, triplet and clip sampling) train here too
+    sequence = np.arange(n) // 8
+    frame = np.arange(n) % 8
+    subject = sequence % 40
+    label = rng.integers(0, len(CLASSES), sequence[-1] + 1)[sequence]
     folds = pd.DataFrame({
         "sample_id": [f"s{i}" for i in range(n)], "cache_row": np.arange(n, dtype=np.int64),
-        "subject": [f"S{s:03d}" for s in subject], "sequence": None, "frame": pd.array([None] * n, "Int64"),
-        "emotion": None, "valence": np.nan, "arousal": np.nan, "split": None, "apex": False,
-        "target": None, "label": rng.integers(0, len(CLASSES), n).astype(np.int64),
+        "subject": [f"S{s:03d}" for s in subject], "sequence": [f"q{q}" for q in sequence],
+        "frame": pd.array(frame, "Int64"), "emotion": np.array(CLASSES)[label], "valence": np.nan, "arousal": np.nan,
+        "split": None, "apex": frame >= 5, "target": None, "label": label.astype(np.int64),
         # fold 1 is a small test fold so nearly all rows train
         "fold": np.where(subject == 0, 1, 0).astype(np.int64), "protocol_sample": True,
     })
@@ -71,7 +77,7 @@ def write_fake_cache(root: Path, n: int, size: int, seed: int = 0) -> tuple[Path
 
 def build(args: argparse.Namespace, cache: Path, folds: Path, epochs: int):
     settings = {
-        "dataset": "bench", "method_name": args.method, "stage": "train", "metrics": {},
+        "dataset": "bench", "method_name": args.method, "stage": args.stage, "metrics": {},
         "train": {"backbone": args.backbone, "image_size": args.image_size, "epochs": epochs,
                   "batch_size": args.batch_size, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
                   "checkpoint_every": 10**9, "eval_batch_size": args.batch_size},
@@ -81,7 +87,7 @@ def build(args: argparse.Namespace, cache: Path, folds: Path, epochs: int):
     engine.seed_everything(0)
     cls = get_method(args.method)
     method = cls(settings, TaskInfo("classification", tuple(CLASSES), args.image_size))
-    method.setup(data, "train")
+    method.setup(data, args.stage)
     return engine.Trainer(method, data, settings, args.device_obj, 0, out=None)
 
 
@@ -138,7 +144,7 @@ def time_bare(args: argparse.Namespace, cache: Path, folds: Path) -> float:
             t0 = CLOCK()
         batch = batches[i % len(batches)]
         with trainer.autocast():
-            loss = method.training_step(batch)["loss"]
+            loss = (method.pretraining_step if method.stage == "pretrain" else method.training_step)(batch)["loss"]
         for opt in trainer.optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -153,6 +159,8 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--backbone", default="smallcnn")
     p.add_argument("--method", default="supervised")
+    p.add_argument("--stage", choices=("train", "pretrain"), default="train",
+                   help="pretrain: the method's pretraining step (GCNet, triplets, SSL)")
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
