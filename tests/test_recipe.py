@@ -263,3 +263,37 @@ def test_imagenet_weights_map_onto_our_inception_v1(monkeypatch) -> None:
     load_backbone_weights(model, "imagenet", "inception_v1", 3, 128)
     assert torch.equal(model.state_dict()["body.15.branch4.1.conv.weight"],
                        reference["inception5b.branch4.1.conv.weight"])
+
+
+def test_per_channel_normalisation_matches_torchvision() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (3, 3, 8, 8), generator=g, dtype=torch.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    config = AugmentConfig.from_settings({"mean": list(mean), "std": list(std)})
+    x = Augmenter(config, 3, torch.Generator())(images, train=False)
+    assert torch.allclose(x, TF.normalize(images.float() / 255, list(mean), list(std)), atol=1e-6)
+    # grey input: the channels' average statistics
+    grey = Augmenter(config, 1, torch.Generator())(images[:, :1], train=False)
+    assert torch.allclose(grey, (images[:, :1].float() / 255 - sum(mean) / 3) / (sum(std) / 3), atol=1e-6)
+    for bad, key in (({"mean": [0.5, 0.5]}, "mean"), ({"std": [0.2, 0.0, 0.2]}, "std"), ({"std": 0}, "std")):
+        with pytest.raises(FerbenchError, match=rf"augment\.{key}: "):
+            AugmentConfig.from_settings(bad)
+
+
+def test_imagenet_weights_bring_imagenet_input_statistics(monkeypatch) -> None:
+    """backbone_weights: imagenet normalises with torchvision's preset for those weights, unless
+    the recipe names its own mean/std; other starts keep the default [-1, 1] range."""
+    import torchvision
+
+    reference = torchvision.models.resnet18(weights=None).state_dict()   # nothing downloads
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, **kw: reference)
+    preset = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.transforms()
+    imagenet = Supervised(_settings(backbone="resnet18", backbone_weights="imagenet"), TASK).augment_config()
+    assert (imagenet.mean, imagenet.std) == (tuple(preset.mean), tuple(preset.std))
+    own = Supervised(_settings(backbone="resnet18", backbone_weights="imagenet",
+                               augmentation={"mean": 0.0, "std": 1.0}), TASK).augment_config()
+    assert (own.mean, own.std) == (0.0, 1.0)
+    plain = Supervised(_settings(backbone="resnet18"), TASK).augment_config()
+    assert (plain.mean, plain.std) == (0.5, 0.5)

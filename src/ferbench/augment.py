@@ -57,8 +57,10 @@ class AugmentConfig:
     blur: float = 0.0                      # probability of a Gaussian blur
     blur_sigma: tuple[float, float] = (0.1, 2.0)   # its sigma, uniform (pixels)
     blur_kernel: int = 3                   # its kernel size (odd)
-    mean: float = 0.5                      # normalisation: (x - mean) / std, per channel alike
-    std: float = 0.5
+    # normalisation: (x - mean) / std; one value for every channel, or one per RGB channel
+    # (ImageNet weights' statistics; grey input takes their average)
+    mean: float | tuple[float, ...] = 0.5
+    std: float | tuple[float, ...] = 0.5
     standardize: bool = False              # instead: each image to mean 0, std 1 (its own
                                            # statistics), which evens out lighting and exposure
     enabled: bool = True
@@ -79,6 +81,15 @@ class AugmentConfig:
         for key, top in (("saturation", 1.0), ("hue", 0.5), ("jitter_p", 1.0), ("blur", 1.0)):
             if key in given and not 0.0 <= float(given[key]) <= top:
                 raise FerbenchError(f"{where}.{key}: must be in [0, {top:g}], got {given[key]!r}")
+        for key in ("mean", "std"):
+            if isinstance(given.get(key), (list, tuple)):
+                values = tuple(float(v) for v in given[key])
+                if len(values) not in (1, 3):
+                    raise FerbenchError(f"{where}.{key}: one value or one per RGB channel, got {given[key]!r}")
+                given[key] = values if len(values) == 3 else values[0]
+        std = given.get("std", cls.std)
+        if min(std if isinstance(std, tuple) else (std,)) <= 0:
+            raise FerbenchError(f"{where}.std: must be positive, got {std!r}")
         kernel = given.get("blur_kernel", cls.blur_kernel)
         if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
             raise FerbenchError(f"{where}.blur_kernel: must be an odd positive integer, got {kernel!r}")
@@ -194,7 +205,15 @@ class Augmenter:
             std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False)
             # a flat image (std 0) becomes all zeros instead of NaN
             return (x - mean) / std.clamp_min(STANDARDIZE_EPS)
-        return (x - self.config.mean) / self.config.std
+        return (x - self._per_channel(self.config.mean, x)) / self._per_channel(self.config.std, x)
+
+    @staticmethod
+    def _per_channel(value: float | tuple[float, ...], x: torch.Tensor) -> float | torch.Tensor:
+        if not isinstance(value, tuple):
+            return value
+        if x.shape[1] == 1:
+            return sum(value) / len(value)
+        return x.new_tensor(value).view(1, -1, 1, 1)
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         """Augment with given per-sample parameters; returns normalised float images."""

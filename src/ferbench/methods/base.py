@@ -254,6 +254,11 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
                  **dict(self.hp.get("augment") or {})}
         if self.stage == "pretrain":
             given.update({**defaults["pretrain_augment"], **dict(self.hp.get("pretrain_augment") or {})})
+        if self.schedule.get("backbone_weights") == "imagenet" and not {"mean", "std"} & set(given):
+            # ImageNet weights expect their own input statistics, not the default [-1, 1] range
+            from ferbench.models import imagenet_normalisation
+
+            given["mean"], given["std"] = imagenet_normalisation(str(self.schedule["backbone"]))
         return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
 
     # -- data ------------------------------------------------------------------------------

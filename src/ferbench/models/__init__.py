@@ -12,7 +12,8 @@ from ferbench.models import backbones
 from ferbench.models.backbones import BACKBONES, Backbone
 from ferbench.models.heads import LinearHead, mlp
 
-__all__ = ["Backbone", "LinearHead", "backbone_names", "build_backbone", "load_backbone_weights", "mlp"]
+__all__ = ["Backbone", "LinearHead", "backbone_names", "build_backbone", "imagenet_normalisation",
+           "load_backbone_weights", "mlp"]
 
 
 def backbone_names() -> list[str]:
@@ -92,6 +93,18 @@ def _backbone_state_from_file(path: Path) -> dict[str, Any]:
         raise FerbenchError(f"{path}: not a state dict")
     prefixed = {k[len("backbone."):]: v for k, v in payload.items() if k.startswith("backbone.")}
     return prefixed or dict(payload)        # model.pt / encoder.pt, or a bare backbone state
+
+
+def imagenet_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel that backbone ``name``'s ImageNet weights were trained with,
+    from torchvision's own preset for those weights (no download)."""
+    import torchvision
+
+    if name not in _IMAGENET:
+        raise FerbenchError(f"backbone_weights: imagenet exists for backbones {', '.join(sorted(_IMAGENET))} "
+                            f"only, not {name!r}; give a weights file instead")
+    preset = getattr(torchvision.models, _IMAGENET[name][0]).IMAGENET1K_V1.transforms()
+    return tuple(map(float, preset.mean)), tuple(map(float, preset.std))
 
 
 def _imagenet_state(name: str, in_channels: int, image_size: int) -> tuple[dict[str, Any], set[str]]:
