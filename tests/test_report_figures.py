@@ -133,3 +133,14 @@ def test_tsne_coordinates_keep_separated_classes_apart() -> None:
     assert np.array_equal(xy, again)
     small, p = figures.tsne_coordinates(feats[:10])
     assert small.shape == (10, 2) and p == pytest.approx(3.0)
+
+
+def test_tsne_passes_over_an_unreadable_embeddings_file_with_a_note(tmp_path: Path, capsys) -> None:
+    """Fold 0's embeddings of the best method are damaged: the figure uses fold 1 and says why."""
+    runs = _runs(tmp_path / "runs", {"supervised": [0.6, 0.6], "caf": [0.7, 0.7]})
+    broken = next(r for r in runs if r.method == "caf" and r.fold == 0).path.parent / figures.EMBEDDINGS
+    broken.write_bytes(b"not a parquet file")
+    captions = figures.write_figures(scores_frame(runs), runs, Outputs(tmp_path / "figs"))
+    assert "fold 1" in captions["ckplus_tsne.png"][1]
+    err = capsys.readouterr().err
+    assert f"{broken}: not used for the t-SNE figure" in err, err

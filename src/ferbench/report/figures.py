@@ -17,6 +17,7 @@ byte-identical files.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import matplotlib
 
@@ -319,7 +320,10 @@ def _labelled_embeddings(run: Run) -> pd.DataFrame | None:
         emb = pd.read_parquet(folder / EMBEDDINGS)
         labels = pd.read_parquet(folder / PREDICTIONS, columns=["sample_id", "label"])
         table = emb.merge(labels, on="sample_id", how="inner", validate="one_to_one")
-    except (OSError, ValueError, KeyError):   # unreadable or duplicated ids: drawn without it
+    except (OSError, ValueError, KeyError) as err:   # unreadable or duplicated ids: drawn without it
+        print(f"ferbench aggregate: note: {folder / EMBEDDINGS}: not used for the t-SNE figure "
+              f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'unreadable'})",
+              file=sys.stderr)
         return None
     names = np.asarray(run.classes or (), dtype=object)
     codes = table["label"].to_numpy()
