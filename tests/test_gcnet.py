@@ -624,3 +624,35 @@ def test_cli_pretraining_then_training_from_its_generator_and_en2(tmp_path):
     assert cli.main(["train", *common, "--out", str(run), "--pretrained", str(pre / "encoder.pt")]) == 0
     trained = json.loads((run / "metrics.json").read_text())
     assert trained["extra"]["ref_train_samples"] == 6 * 4 * 3                  # protocol samples only
+
+
+@pytest.mark.parametrize("budget", ["demo", "cpu", "paper"])
+def test_gcnet_and_its_baseline_augment_alike_under_every_budget(budget):
+    """GCNet's own pipeline replaces a budget's generic augmentation whole (the cpu budget's
+    per-image standardisation would put the reconstruction targets off the [0, 1] grey scale
+    its losses assume), and cnn_baseline, its fair baseline, gets exactly the same; the
+    supervised baseline keeps the budget's."""
+    import copy
+    import dataclasses
+
+    import yaml
+
+    from ferbench.config import stage_settings
+
+    params = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params["budget"] = budget
+
+    def augment(run):
+        settings = stage_settings(copy.deepcopy(params), "ckplus", run, "train")
+        cls = get_method(settings["method"].get("class") or run)
+        method = cls(settings, TaskInfo("classification", ("anger", "happiness"),
+                                        int(settings["train"]["image_size"])))
+        return dataclasses.asdict(method.augment_config())
+
+    gcnet = augment("gcnet_s1r1")
+    assert (gcnet["standardize"], gcnet["mean"], gcnet["std"]) == (False, 0.0, 1.0)
+    assert gcnet["rotate"] == GCNet.defaults["augment"]["rotate"]
+    assert augment("cnn_baseline") == gcnet
+    generic = params["budgets"][budget].get("augmentation") or {}
+    supervised = augment("supervised")
+    assert all(supervised[k] == (tuple(v) if isinstance(v, list) else v) for k, v in generic.items())

@@ -245,13 +245,15 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return int(self.hp["channels"])
 
     def augment_config(self) -> AugmentConfig:
-        """Augmentation for the current stage: the budget's ``augmentation``, then the class's
-        ``augment`` (a paper's own pipeline wins over a budget's generic one), then the config's
-        ``augment``; ``pretrain_augment`` (class, then config) on top when pretraining."""
+        """Augmentation for the current stage: the class's ``augment`` where it has one (a
+        paper's own pipeline, e.g. GCNet's: the budget's generic ``augmentation`` is left out
+        whole, so none of its keys, e.g. ``standardize``, leaks in), else the budget's; then the
+        config's ``augment``; ``pretrain_augment`` (class, then config) on top when
+        pretraining."""
         defaults = self.all_defaults()
+        generic = {} if defaults["augment"] else dict(self.schedule.get("augmentation") or {})
         # a user's block overrides single keys of the class's block, not the whole mapping
-        given = {**dict(self.schedule.get("augmentation") or {}), **defaults["augment"],
-                 **dict(self.hp.get("augment") or {})}
+        given = {**generic, **defaults["augment"], **dict(self.hp.get("augment") or {})}
         if self.stage == "pretrain":
             given.update({**defaults["pretrain_augment"], **dict(self.hp.get("pretrain_augment") or {})})
         if self.schedule.get("backbone_weights") == "imagenet" and not {"mean", "std"} & set(given):
