@@ -297,3 +297,25 @@ def test_imagenet_weights_bring_imagenet_input_statistics(monkeypatch) -> None:
     assert (own.mean, own.std) == (0.0, 1.0)
     plain = Supervised(_settings(backbone="resnet18"), TASK).augment_config()
     assert (plain.mean, plain.std) == (0.5, 0.5)
+
+
+def test_inception_v1_imagenet_input_is_what_torchvision_feeds_its_first_conv() -> None:
+    """torchvision's GoogLeNet weights run with transform_input, which turns the preset's
+    normalisation into another before conv1; our trunk (no transform_input) must be fed that."""
+    import torchvision
+
+    from ferbench.models import imagenet_normalisation
+
+    preset = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.transforms()
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False,
+                                       transform_input=True)
+    raw = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    at_conv1 = net._transform_input(_normalize(raw, preset.mean, preset.std))
+    mean, std = imagenet_normalisation("inception_v1")
+    assert torch.allclose(at_conv1, _normalize(raw, mean, std), atol=1e-6)
+
+
+def _normalize(x, mean, std):
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.normalize(x, list(mean), list(std))

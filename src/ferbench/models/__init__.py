@@ -96,13 +96,17 @@ def _backbone_state_from_file(path: Path) -> dict[str, Any]:
 
 
 def imagenet_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) per RGB channel that backbone ``name``'s ImageNet weights were trained with,
-    from torchvision's own preset for those weights (no download)."""
+    """(mean, std) per RGB channel of the input backbone ``name``'s ImageNet weights expect at
+    our body's first layer, from torchvision's own preset for those weights (no download)."""
     import torchvision
 
     if name not in _IMAGENET:
         raise FerbenchError(f"backbone_weights: imagenet exists for backbones {', '.join(sorted(_IMAGENET))} "
                             f"only, not {name!r}; give a weights file instead")
+    if name == "inception_v1":
+        # torchvision runs these weights with transform_input, which maps the preset's
+        # normalisation back to (x - 0.5) / 0.5 before conv1; our trunk has no transform_input
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     preset = getattr(torchvision.models, _IMAGENET[name][0]).IMAGENET1K_V1.transforms()
     return tuple(map(float, preset.mean)), tuple(map(float, preset.std))
 
