@@ -1,4 +1,5 @@
-"""Backbones, all trained from scratch (no weight downloads), built from torchvision/torch blocks.
+"""Backbones built from torchvision/torch blocks, randomly initialised here (starting weights,
+ImageNet's or a ferbench run's, are loaded by ``ferbench.models.load_backbone_weights``).
 
 Every backbone maps images [B, C, S, S] to features [B, D] through two named parts:
 ``body`` (the convolutional trunk, spatial map out) and ``pool`` (map -> vector). Methods that
