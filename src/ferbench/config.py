@@ -132,13 +132,13 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     per_budget = (method_block.pop("budgets", None) or {}).get(config["budget"]) or {}
     per_budget_dataset = (per_budget.get("datasets") or {}).get(dataset) or {}
     method_block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
+    # the method block's schedule keys leave it: what remains are the class's hyperparameters
+    own = {k: method_block.pop(k) for k in (*TRAIN_KEYS, "pretrain") if k in method_block}
     train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
     pretrain: dict[str, Any] = {}
-    for layer in (per_dataset, method_block, per_budget, per_budget_dataset):
-        for key in TRAIN_KEYS:
-            if key in layer:
-                train[key] = layer.pop(key) if layer is method_block else layer[key]
-        pretrain.update((layer.pop("pretrain", None) if layer is method_block else layer.get("pretrain")) or {})
+    for layer in (per_dataset, own, per_budget, per_budget_dataset):
+        train.update((k, layer[k]) for k in TRAIN_KEYS if k in layer)
+        pretrain.update(layer.get("pretrain") or {})
     if pretrain:
         method_block["pretrain"] = pretrain
     return {
