@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import io
+from ferbench import io, probe
 from ferbench.augment import Augmenter
 from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, load_torch_file, rng_state,
                                  save_torch, set_rng_state)
@@ -181,6 +181,7 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.checkpoint_step = 0                     # step of the checkpoint on disk (0: none)
         self.tb: Any = None
+        self.probes: dict[str, dict[str, Any]] = {}   # encoder probes before fine-tuning (train --pretrained)
         self.t_start = time.perf_counter()
 
         method.to(device)
@@ -478,6 +479,36 @@ def predict(trainer: Trainer, positions: np.ndarray, features: bool = False
     return outputs, torch.cat(feats).cpu().numpy()
 
 
+@torch.inference_mode()
+def encoder_features(trainer: Trainer, positions: np.ndarray) -> np.ndarray:
+    """Method.features of the un-augmented images at ``positions`` [N, D] (float32 numpy)."""
+    method = trainer.method
+    was_training = method.training
+    method.eval()
+    bs = int(trainer.schedule.get("eval_batch_size") or trainer.schedule["batch_size"])
+    chunks = [positions[i:i + bs, None] for i in range(0, len(positions), bs)]
+    feats = []
+    try:
+        with Prefetcher(trainer.data, chunks, pin=trainer.cuda) as feed:
+            for host in feed:
+                batch = trainer.prepare(host, train=False)
+                with trainer.autocast():
+                    feats.append(method.features(batch.x).float())
+    finally:
+        method.train(was_training)
+    return torch.cat(feats).cpu().numpy()
+
+
+def encoder_probe(trainer: Trainer) -> dict[str, Any]:
+    """kNN probe of the method's current encoder on its fold (:mod:`ferbench.probe`)."""
+    data = trainer.data
+    bank = probe.bank_positions(data.indices["train"], trainer.seed)
+    test = data.indices["test"]
+    targets = data.va if data.task == "va" else data.label
+    return probe.knn_probe(encoder_features(trainer, bank), targets[bank],
+                           encoder_features(trainer, test), targets[test], data.task)
+
+
 def evaluate(trainer: Trainer, positions: np.ndarray, legacy: bool = False, features: bool = True
              ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame | None]:
     """Scores, the predictions table and (``features``) the embeddings table for ``positions``;
@@ -585,17 +616,24 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     seed_everything(int(args.seed))
     method = cls(settings, task)
     method.setup(data, stage)
-    if pretrained is not None:
-        try:
-            method.load_pretrained(pretrained["state"])
-        except (RuntimeError, KeyError) as err:
-            raise FerbenchError(f"{args.pretrained}: encoder does not fit method {args.method!r} "
-                                f"({str(err).splitlines()[0]})") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out / "run.log")
     trainer = Trainer(method, data, settings, device, int(args.seed), out,
                       progress=not args.no_progress, log=log)
+    if pretrained is not None:
+        # the same network before and after loading: the random encoder is this method as built
+        # (seeded), so the probe pair compares pretraining with no pretraining, nothing else
+        random_probe = encoder_probe(trainer)
+        try:
+            method.load_pretrained(pretrained["state"])
+        except (RuntimeError, KeyError) as err:
+            raise FerbenchError(f"{args.pretrained}: encoder does not fit method {args.method!r} "
+                                f"({str(err).splitlines()[0]})") from None
+        trainer.probes = {"random": random_probe, "pretrained": encoder_probe(trainer)}
+        log("encoder probe (kNN, k=%d, cosine; pretrained / random): %s" % (probe.K, ", ".join(
+            f"{key} {trainer.probes['pretrained'][key]:.4f} / {value:.4f}"
+            for key, value in probe.public(random_probe).items())))
     n = len(method.sampling_units())
     log(f"{stage} {args.dataset} {args.method} (class {cls.name}) fold {args.fold} seed {args.seed}: "
         f"{n} {'training samples' if stage == 'train' else 'frames'}, {trainer.total_steps} steps on {device}, "
@@ -657,6 +695,9 @@ def main_train(args: argparse.Namespace) -> int:
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
         "extra": method.extra_metrics(),
     })
+    if trainer.probes:
+        result["probe"] = {"k": probe.K, "metric": "cosine",
+                           **{name: probe.public(scores) for name, scores in trainer.probes.items()}}
     io.write_parquet(out / "predictions.parquet", table)
     io.write_parquet(out / "embeddings.parquet", embeddings)
     save_torch(out / "model.pt", {k: v.detach().cpu() for k, v in method.state_dict().items()})

@@ -40,7 +40,7 @@ def main(args: argparse.Namespace) -> int:
 
     table_out = Outputs(args.tables)
     tables.write_dataset_tables(summary, runs, table_out, notes, tests)
-    tables.write_paper_tables(scores, table_out, notes, tests, config)
+    tables.write_paper_tables(scores, table_out, notes, tests, config, runs=runs)
     tables.write_tests_csv(tests, table_out)
     figure_out = Outputs(args.figures)
     captions = figures.write_figures(scores, runs, figure_out)

@@ -78,6 +78,7 @@ class Run:
     steps: int = 0
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None   # kNN probes of a pretrained run (ferbench.probe)
     group: str = ""      # table key: dataset, or dataset_{k}cls when class counts differ
     variant: str = ""    # row key: method, or method@backbone when backbones differ
 
@@ -123,6 +124,10 @@ def load_run(path: Path) -> Run:
     for key, value in extra.items():
         if key.endswith(EXTRA_SUFFIX) and not _is_number(value):
             raise FerbenchError(f"{path}: extra.{key}: expected a number, got {value!r}")
+    probe = obj.get("probe")
+    if probe is not None and not (isinstance(probe, dict) and isinstance(probe.get("pretrained"), dict)
+                                  and isinstance(probe.get("random"), dict)):
+        raise FerbenchError(f"{path}: probe: expected an object with 'pretrained' and 'random' scores")
     data = extra.get("data", obj.get("data"))
     data = str(data) if data else "unspecified"
     classes = confusion = None
@@ -147,7 +152,7 @@ def load_run(path: Path) -> Run:
                backbone=obj["backbone"], budget=obj["budget"], data=data, metrics=metrics,
                legacy=legacy, classes=classes, confusion=confusion, n_train=int(obj["n_train"]),
                n_test=int(obj["n_test"]), steps=int(obj["steps"]), wall_s=float(obj["wall_s"]),
-               extra=extra)
+               extra=extra, probe=probe)
 
 
 def _metric_dict(path: Path, name: str, value: Any, required: tuple[str, ...]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ferbench.io import write_text
+from ferbench.report.chance import CHANCE_HEADER, CHANCE_NOTE, PROBE_HEADER, PROBE_NOTE, chance_text, probe_text
 from ferbench.report.outputs import Outputs, safe_name
 from ferbench.report.published import PAPERS, Block, Paper, Row
 from ferbench.report.runs import BASELINES, POOLED, Run, data_label, metric_order, variant_order
@@ -132,7 +133,9 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             task_runs = [r for r in group_runs if r.task == task]
             meta = _meta_lines(task_runs)
             metrics = metric_order(task, set(part["metric"]))
-            header = ["Method", "Backbone", "Runs", "Data", *metrics, WINS_HEADER]
+            probed = any(r.probe for r in task_runs)
+            header = ["Method", "Backbone", "Runs", "Data", *metrics, CHANCE_HEADER,
+                      *([PROBE_HEADER] if probed else []), WINS_HEADER]
             can_test, why_not = testable(tests, group, task)
             rows, flags = [], set()
             for variant in variant_order(set(part["variant"])):
@@ -152,14 +155,18 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
                     if int(s["n"]) == 1:
                         flags.add("single")
                     row.append(text)
+                row.append(chance_text(vruns))
+                if probed:
+                    row.append(probe_text(vruns))
                 row.append(wins_text(tests, group, task, variant) if can_test
                            else "no test possible")
                 rows.append(row)
             md.append(f"## Task: {TASK_TITLE[task]}\n")
             md.extend(f"- {line}" for line in meta)
             md.append("")
-            md.append(markdown_table(header, rows, numeric={2, *range(4, len(header) - 1)}))
-            footnotes = [CI_NOTE] + ([POOLED_NOTE] if POOLED in metrics else []) + \
+            md.append(markdown_table(header, rows, numeric={2, *range(4, 4 + len(metrics))}))
+            footnotes = [CI_NOTE, CHANCE_NOTE] + ([PROBE_NOTE] if probed else []) + \
+                        ([POOLED_NOTE] if POOLED in metrics else []) + \
                         ([NAN_NOTE] if "†" in flags else []) + \
                         ([SINGLE_NOTE] if "single" in flags else []) + \
                         [f"{WINS_HEADER}: {TEST_TEXT}."
@@ -172,7 +179,7 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             head = " & ".join(latex_escape(h) for h in header) + r" \\"
             label = f"tab:{safe_name(group).replace('_', '-')}-{task}"
             tex.append(latex_table(caption, label, [head], rows,
-                                   "llrl" + "r" * len(metrics) + "p{4cm}"))
+                                   "llrl" + "r" * len(metrics) + "p{3cm}" * (len(header) - 4 - len(metrics))))
         csv = sub.loc[:, [
             "group", "dataset", "task", "num_classes", "method", "backbone", "variant", "data",
             "metric", "mean", "std", "n", "n_runs", "ci_low", "ci_high"]]
@@ -230,6 +237,7 @@ class PaperRow:
     group: str | None = None      # the runs' table group and variant (for the paired tests)
     variant: str | None = None
     status: str = ""              # why a row has no runs ("not run (...)"); "" when it has
+    run_ids: tuple[int, ...] = ()  # the scores frame's run indices behind the row
 
 
 def block_rows(block: Block, scores: pd.DataFrame, config: dict | None = None) -> list[PaperRow]:
@@ -317,7 +325,7 @@ def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
         row=row, method=chosen,
         backbones=", ".join(sorted(set(used_rows["backbone"]))) or DASH,
         data=data_label(set(used_rows["data"])) if len(used_rows) else DASH,
-        runs=len(used), ours=ours, legacy=legacy,
+        runs=len(used), ours=ours, legacy=legacy, run_ids=tuple(sorted(used)),
         group=next(iter(groups)) if len(groups) == 1 else None,
         variant=next(iter(variants)) if len(variants) == 1 else None)
 
@@ -352,6 +360,18 @@ def _paper_cells(block: Block, prow: PaperRow, legacy: bool, tests: pd.DataFrame
     return cells
 
 
+def _method_cell(prow: PaperRow, runs: list[Run] | None) -> str:
+    """The row's run name, with "at chance (...)" when its runs' scores are not above chance."""
+    if not prow.method:
+        return prow.status
+    if runs is None or not prow.run_ids:
+        return prow.method
+    chosen = [runs[i] for i in prow.run_ids]
+    texts = [chance_text([r for r in chosen if r.task == task]) for task in dict.fromkeys(r.task for r in chosen)]
+    flagged = [t for t in texts if "at chance" in t]
+    return prow.method + ("" if not flagged else " — " + "; ".join(flagged))
+
+
 def _paired_note(tests: pd.DataFrame, base: PaperRow | None, prows: list[PaperRow]) -> str:
     if base is None:
         return "Paired tests: none (our baseline row has no runs)."
@@ -367,7 +387,8 @@ def _paired_note(tests: pd.DataFrame, base: PaperRow | None, prows: list[PaperRo
 
 def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                        tests: pd.DataFrame, config: dict | None = None,
-                       papers: tuple[Paper, ...] = PAPERS) -> None:
+                       papers: tuple[Paper, ...] = PAPERS, runs: list[Run] | None = None) -> None:
+    """``runs`` (the list the scores frame indexes): rows at chance say so in their method cell."""
     for paper in papers:
         md = [f"# {paper.key}: {paper.title}\n", f"{paper.citation}\n"]
         tex = [f"% ferbench aggregate: {latex_escape(paper.key)}. {latex_escape(paper.citation)}"
@@ -404,7 +425,7 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                 for col in block.columns:
                     header += [f"{col.label} published", f"{col.label} {title}",
                                f"{col.label} Δ"]
-                rows = [[p.row.label, p.method or p.status, p.backbones, p.data, str(p.runs)]
+                rows = [[p.row.label, _method_cell(p, runs), p.backbones, p.data, str(p.runs)]
                         + _paper_cells(block, p, legacy, tests, base) for p in prows]
                 if legacy:
                     md.append("Ours recomputed with the authors' metric code (legacy mode):\n")
@@ -435,6 +456,8 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                         "better_than_baseline": bool(test.get("significant")
                                                      and test.get("better") == p.variant),
                     })
+        if runs is not None:
+            md.append(CHANCE_NOTE + "\n")
         md.extend(f"Left out: {n}." for n in notes)
         write_text(out.path(f"{paper.key}.md"), "\n".join(md) + "\n")
         write_text(out.path(f"{paper.key}.tex"), "\n".join(tex))
