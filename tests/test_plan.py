@@ -186,3 +186,42 @@ def test_common_smk_asks_method_classes_nothing_by_trial():
     text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
     assert "hasattr" not in text and "getattr" not in text
     assert "OWNERS" not in text
+
+
+@pytest.mark.parametrize("budget", ["demo", "cpu", "paper"])
+def test_settings_layers_hold_the_resolved_value_of_every_setting(budget):
+    from ferbench.plan import settings_layers
+
+    plan = plan_of(budget=budget)
+    for job in plan.training_jobs():
+        settings = plan.settings(job)
+        layers = settings_layers(plan.config, plan.classes, job.dataset, job.run, job.stage)
+        hp = {**plan.classes[job.run].all_defaults(), **settings["method"]}
+        hp.pop("pretrain", None)
+        hp.pop("class", None)
+        assert {k[6:]: v for k, (v, _) in layers.items() if k.startswith("train.")} == settings["train"], job.key
+        assert {k[7:]: v for k, (v, _) in layers.items() if k.startswith("method.")} == hp, job.key
+
+
+def test_settings_layers_name_the_key_that_won():
+    from ferbench.plan import settings_layers
+
+    def where(plan, dataset, run, stage):
+        return {k: w for k, (_, w) in settings_layers(plan.config, plan.classes, dataset, run, stage).items()}
+
+    demo, paper = plan_of(), plan_of(budget="paper")
+    ssl = where(demo, "ckplus", "ssl_timeaug_hardneg", "pretrain")
+    assert ssl["train.lr"] == "templates.ssl.budgets.demo.pretrain.lr"
+    assert ssl["train.epochs"] == "templates.ssl.budgets.demo.pretrain.epochs"
+    assert ssl["train.weight_decay"] == "budgets.demo.weight_decay"
+    assert ssl["method.time_offsets"] == "templates.ssl_fer.budgets.demo.time_offsets"
+    assert ssl["method.hard_neg_interval"] == "templates.ssl_fer_hardneg.budgets.demo.hard_neg_interval"
+    assert ssl["method.hard_neg"] == "templates.ssl_fer_hardneg.hard_neg"
+    assert ssl["method.face_swap"] == "class ssl_fer default"
+    assert where(paper, "ckplus", "ssl_timeaug_hardneg", "pretrain")["method.time_offsets"] == "class ssl_fer default"
+    assert where(demo, "affectnet", "supervised", "train")["train.epochs"] == "datasets.affectnet.budgets.demo.epochs"
+    assert where(paper, "affectnet", "caf_fixed_margin", "train")["train.epochs"] == \
+        "methods.caf.budgets.paper.datasets.affectnet.epochs"
+    assert where(paper, "affectnet", "caf_fixed_margin", "train")["method.adaptive_margin"] == \
+        "methods.caf_fixed_margin.adaptive_margin"
+    assert where(demo, "ckplus", "gcnet_s1r1", "train")["train.eval_batch_size"] == "budgets.demo.eval_batch_size"

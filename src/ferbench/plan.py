@@ -16,15 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from ferbench.config import dataset_runs, folds_name, job_settings, job_task, stage_settings
+from ferbench.config import TRAIN_KEYS, dataset_runs, folds_name, job_settings, job_task, stage_settings
 from ferbench.errors import FerbenchError
 from ferbench.method_blocks import method_block
 
 RULES = ("synthesize", "prepare", "folds", "pretrain", "train", "aggregate")
-RESOURCE_KEYS = ("threads", "mem_mb", "runtime", "gpu")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +91,7 @@ class Plan:
         self.skipped: dict[str, list[str]] = {}   # dataset -> run names its labels do not fit
         self._runs = {dataset: self._dataset_runs(dataset) for dataset in config["run"]["datasets"]}
         self._owners: dict[tuple[str, bool, str], str] = {}
+        self._training: list[Job] | None = None
         self.pretrainings: dict[tuple[str, str], Pretraining] = {}
         for dataset, run in self.run_pairs():
             source = self._pretraining(dataset, run)
@@ -222,6 +222,11 @@ class Plan:
 
     def training_jobs(self) -> list[Job]:
         """Every train job of the run and every pretraining they read, each once."""
+        if self._training is None:
+            self._training = self._plan_training()
+        return list(self._training)
+
+    def _plan_training(self) -> list[Job]:
         jobs: dict[tuple[Any, ...], Job] = {}
         todo: list[Job] = []
         for dataset, run in self.run_pairs():
@@ -258,7 +263,7 @@ class Plan:
     def jobs(self) -> list[Job]:
         """Every job of the run: data, pretraining, training, the aggregate."""
         training = self.training_jobs()
-        sizes = sorted({self.schedule(job.dataset, job.run, job.stage)["image_size"] for job in training})
+        sizes = self.image_sizes()
         out: list[Job] = []
         layouts = {synthetic_layout(self.config, self.config["datasets"][d]["root"]) for d in self.datasets()}
         if layouts - {None}:
@@ -354,5 +359,51 @@ class Plan:
         """The resolved settings a training job runs with (:func:`ferbench.config.stage_settings`)."""
         return stage_settings(dict(self.config), job.dataset, job.run, job.stage, "config")
 
-    def __iter__(self) -> Iterator[Job]:
-        return iter(self.jobs())
+    def settings_layers(self, job: Job) -> dict[str, tuple[Any, str]]:
+        """Each resolved setting of a training job with the key that set it (:func:`settings_layers`)."""
+        return settings_layers(self.config, self.classes, job.dataset, job.run, job.stage)
+
+
+def settings_layers(config: Mapping[str, Any], classes: Mapping[str, type], dataset: str, run: str,
+                    stage: str) -> dict[str, tuple[Any, str]]:
+    """The resolved settings of one training job, each with the layer that set it:
+    {"train.<key>" | "method.<hyperparameter>": (value, where)}. ``where`` is the dotted key
+    of params.yaml that won (``budgets.demo.lr``, ``datasets.affectnet.budgets.demo.epochs``,
+    ``templates.ssl.budgets.demo.pretrain.lr`` ...) or ``class <name> default``. The values
+    are those :func:`ferbench.config.stage_settings` resolves (the layers in its order)."""
+    from ferbench.method_blocks import origin
+
+    budget = config["budget"]
+    block = method_block(config, run)
+    per_budget = (block.get("budgets") or {}).get(budget) or {}
+    dataset_where = f"datasets.{dataset}.budgets.{budget}"
+    # (values, where a key of it was set) of each layer, in job_settings' order
+    layers: list[tuple[Mapping[str, Any], Any]] = [
+        (config["budgets"][budget], lambda *key: ".".join(("budgets", budget, *key))),
+        ((config["datasets"][dataset].get("budgets") or {}).get(budget) or {},
+         lambda *key: ".".join((dataset_where, *key))),
+    ]
+    for path, values in (((), block), (("budgets", budget), per_budget),
+                         (("budgets", budget, "datasets", dataset),
+                          (per_budget.get("datasets") or {}).get(dataset) or {})):
+        layers.append((values, lambda *key, path=path: origin(config, run, (*path, *key))))
+    out: dict[str, tuple[Any, str]] = {}
+    for values, where in layers:
+        out.update((f"train.{k}", (v, where(k))) for k, v in values.items() if k in TRAIN_KEYS)
+    if stage == "pretrain":   # a `pretrain:` block of any layer after the budget, over all of them
+        for values, where in layers[1:]:
+            out.update((f"train.{k}", (v, where("pretrain", k))) for k, v in (values.get("pretrain") or {}).items())
+    out.setdefault("train.checkpoint_every", (500, "ferbench.config.stage_settings default"))
+    out.setdefault("train.eval_batch_size", (out["train.batch_size"][0], "train.batch_size"))
+    # hyperparameters: the class's defaults, the block's, its budget block's
+    cls = classes[run]
+    for key, value in cls.all_defaults().items():
+        out[f"method.{key}"] = (value, f"class {cls.name} default")
+    reserved = (*TRAIN_KEYS, "class", "pretrain", "budgets", "task", "extends")
+    for key, value in block.items():
+        if key not in reserved:
+            out[f"method.{key}"] = (value, origin(config, run, (key,)))
+    for key, value in per_budget.items():
+        if key not in (*TRAIN_KEYS, "pretrain", "datasets"):
+            out[f"method.{key}"] = (value, origin(config, run, ("budgets", budget, key)))
+    return out

@@ -126,7 +126,8 @@ class AVCE(Supervised):
     gpu_check = GpuCheck("avce", "train", "afewva")
     #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
     paper_recipe = (
-        RecipeRow('train', 'backbone', 'resnet18', source='sec. 4: ResNet18 from scratch (the R18 rows)'),
+        RecipeRow('train', 'backbone', 'resnet18',
+                  source='sec. 4: ResNet18 from scratch (the R18 rows)'),
         RecipeRow('train', 'image_size', 224, source='sec. 4: 224x224 random crops'),
         RecipeRow('train', 'channels', 3, source='sec. 4: colour face crops'),
         RecipeRow('train', 'optimizer', 'adam', source='sec. 4: Adam for E, C, R'),
@@ -137,12 +138,14 @@ class AVCE(Supervised):
         RecipeRow('train', 'lr_first_decay', 5000, source='sec. 4'),
         RecipeRow('train', 'lr_decay_every', 20000, source='sec. 4'),
         RecipeRow('train', 'batch_size', 128, source='sec. 4: mini-batch 128 for R18'),
-        RecipeRow('train', 'epochs', 256, paper='50K iterations', source='sec. 4: AFEW-VA 50K iterations = 256 epochs of ~25,000 training frames at batch 128', readme='256 epochs'),
+        RecipeRow('train', 'epochs', 256, paper='50K iterations',
+                  source='sec. 4: AFEW-VA 50K iterations = 256 epochs of ~25,000 training frames at batch 128', readme='256 epochs'),
         RecipeRow('train', 'weight_decay', 0.0, source='sec. 4: no weight decay mentioned'),
         RecipeRow('train', 'aug.flip', 0.0, source='sec. 4: random cropping only'),
         RecipeRow('train', 'aug.rotate', 0.0, source='sec. 4: random cropping only'),
         RecipeRow('train', 'aug.brightness', 0.0, source='sec. 4: random cropping only'),
-        RecipeRow('train', 'aug.scale', (0.766, 0.766), source='sec. 4: 224 crops (of 256: inferred)'),
+        RecipeRow('train', 'aug.scale', (0.766, 0.766),
+                  source='sec. 4: 224 crops (of 256: inferred)'),
     )
     tasks = ("va",)
     manual_optimization = True

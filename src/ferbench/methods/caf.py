@@ -102,9 +102,11 @@ class CAF(Supervised):
         RecipeRow('train', 'lr_step', 5000, source='code: x0.9 every 5k iterations'),
         RecipeRow('train', 'lr_gamma', 0.9, source='code'),
         RecipeRow('train', 'weight_decay', 0.0, source='code: no weight decay'),
-        RecipeRow('train', 'batch_size', 128, paper=256, source="code: 256 with AlexNet; R18 not given (AVCE's 128)", readme='batch 128'),
+        RecipeRow('train', 'batch_size', 128, paper=256,
+                  source="code: 256 with AlexNet; R18 not given (AVCE's 128)", readme='batch 128'),
         RecipeRow('train', 'image_size', 224, source="not given: AVCE's 224 (same authors)"),
-        RecipeRow('train', 'epochs', 22, paper='not given', source="not given: AVCE's 50K iterations, on AffectNet", readme='22 epochs'),
+        RecipeRow('train', 'epochs', 22, paper='not given',
+                  source="not given: AVCE's 50K iterations, on AffectNet", readme='22 epochs'),
     )
     tasks = ("va",)
     manual_optimization = True

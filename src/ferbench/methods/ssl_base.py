@@ -51,7 +51,8 @@ class SSLMethod(Supervised):
         RecipeRow('pretrain', 'weight_decay', 0.0001, source='code: weight decay 1e-4'),
         RecipeRow('pretrain', 'epochs', 300, source='code: 300-500 epochs (VoxCeleb1)'),
         RecipeRow('pretrain', 'backbone', 'resnet50', source='code: ResNet-50'),
-        RecipeRow('train', 'backbone', 'resnet50', source='code: ResNet-50 (the pretrained encoder, fine-tuned)'),
+        RecipeRow('train', 'backbone', 'resnet50',
+                  source='code: ResNet-50 (the pretrained encoder, fine-tuned)'),
         RecipeRow('train', 'image_size', 224, source="AffectNet fine-tuning at ResNet's 224"),
     )
     pretrain = True

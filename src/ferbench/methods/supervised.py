@@ -46,9 +46,12 @@ class Supervised(Method):
     gpu_check = GpuCheck("supervised", "train", "ckplus")
     #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
     paper_recipe = (
-        RecipeRow('train', 'backbone', 'resnet18', source='budget default', runs='supervised supervised_va'),
-        RecipeRow('train', 'image_size', 224, source='budget default', runs='supervised supervised_va'),
-        RecipeRow('train', 'backbone_weights', None, paper='imagenet', source='seed 001 table: Supervised (ImageNet)', readme='`backbone_weights: imagenet`', runs='supervised supervised_va'),
+        RecipeRow('train', 'backbone', 'resnet18',
+                  source='budget default', runs='supervised supervised_va'),
+        RecipeRow('train', 'image_size', 224,
+                  source='budget default', runs='supervised supervised_va'),
+        RecipeRow('train', 'backbone_weights', None, paper='imagenet',
+                  source='seed 001 table: Supervised (ImageNet)', readme='`backbone_weights: imagenet`', runs='supervised supervised_va'),
     )
     defaults = {
         "finetune": "full",       # full | head (frozen backbone: linear probe)

@@ -70,7 +70,8 @@ class Triplet(Supervised):
     paper_recipe = (
         RecipeRow('train', 'embedding_dim', 512, source='Table 1: CT512'),
         RecipeRow('pretrain', 'backbone', 'inception_v1', source='Table 1: InceptionV1'),
-        RecipeRow('train', 'backbone', 'inception_v1', source='Table 1: InceptionV1 (the pretrained encoder)'),
+        RecipeRow('train', 'backbone', 'inception_v1',
+                  source='Table 1: InceptionV1 (the pretrained encoder)'),
         RecipeRow('train', 'image_size', 224, source="InceptionV1's input size"),
     )
     pretrain = True
