@@ -45,18 +45,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402  (its timed engine loop)
 
-#: family -> (run name in params.yaml, stage, dataset)
-FAMILIES = {
-    "supervised": ("supervised", "train", "ckplus"),
-    "triplet": ("triplet_m12_full_ft", "pretrain", "ckplus"),
-    "gcnet": ("gcnet_s1r1", "train", "ckplus"),
-    "caf": ("caf", "train", "afewva"),
-    "avce": ("avce", "train", "afewva"),
-    "simclr": ("simclr", "pretrain", "ckplus"),
-    "ssl_fer": ("ssl_all", "pretrain", "ckplus"),
-}
-#: registered method classes whose step is another family's (momentum variants of SimCLR's)
-COVERED_BY = {"byol": "simclr", "mocov2": "simclr"}
+from ferbench.methods.base import GpuCheck, declared, get_method, method_names  # noqa: E402
+
+#: family (a method class) -> (run name in params.yaml, stage, dataset): each class's own
+#: ``gpu_check`` declaration (methods/<name>.py)
+FAMILIES = {name: (check.run, check.stage, check.dataset) for name in method_names()
+            if isinstance(check := declared(get_method(name), "gpu_check"), GpuCheck)}
+#: registered method classes whose step is another family's (BYOL's and MoCo's are SimCLR's)
+COVERED_BY = {name: check for name in method_names()
+              if isinstance(check := declared(get_method(name), "gpu_check"), str)}
 NO_CUDA = "gpu_check: no CUDA device (torch.cuda.is_available() is False): nothing checked"
 
 

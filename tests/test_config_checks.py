@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from ferbench import cli
-from ferbench.config import METHOD_BLOCK_KEYS, SCHEMA_PATH, TRAIN_KEYS, check_config, load_config
+from ferbench.config import METHOD_BLOCK_KEYS, METHOD_BUDGET_KEYS, SCHEMA_PATH, TRAIN_KEYS, check_config, load_config
 from ferbench.errors import FerbenchError
+from ferbench.method_blocks import method_block
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -127,7 +128,7 @@ def test_shipped_params_pass_check_config_and_give_each_run_name_its_class():
     assert list(classes) == list(PARAMS["methods"])
     assert set(PARAMS["run"]["methods"]) <= set(classes)
     for name, cls in classes.items():
-        assert cls.name == (PARAMS["methods"][name].get("class") or name)
+        assert cls.name == (method_block(PARAMS, name).get("class") or name)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
@@ -244,7 +245,9 @@ def test_schema_method_options_are_what_the_method_classes_take():
 
     from ferbench.methods import get_method, method_names
 
-    block = SCHEMA["properties"]["methods"]["additionalProperties"]
+    assert SCHEMA["properties"]["methods"]["additionalProperties"] == {"$ref": "#/$defs/method_block"}
+    assert SCHEMA["properties"]["templates"]["additionalProperties"] == {"$ref": "#/$defs/method_block"}
+    block = SCHEMA["$defs"]["method_block"]
     assert block["$ref"] == "#/$defs/schedule"
     options = block["properties"]
     assert set(METHOD_BLOCK_KEYS) <= set(options)
@@ -266,7 +269,7 @@ def test_no_method_hyperparameter_is_shadowed_by_a_block_key():
     it: a hyperparameter of the same name could never be set."""
     from ferbench.methods import get_method, method_names
 
-    reserved = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS)
+    reserved = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | set(METHOD_BUDGET_KEYS)
     for name in method_names():
         assert not reserved & set(get_method(name).all_defaults()), name
 
@@ -279,7 +282,7 @@ def test_registered_names_pass_the_schema_name_pattern():
 
     pattern = re.compile(SCHEMA["$defs"]["name"]["pattern"])
     for key in ("class",):
-        assert SCHEMA["properties"]["methods"]["additionalProperties"]["properties"][key] == {
+        assert SCHEMA["$defs"]["method_block"]["properties"][key] == {
             "$ref": "#/$defs/name"}
     for key in ("backbone", "optimizer"):
         assert SCHEMA["$defs"]["schedule"]["properties"][key] == {"$ref": "#/$defs/name"}

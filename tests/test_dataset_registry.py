@@ -107,7 +107,7 @@ def test_schema_method_keys_are_declared_by_some_method_class():
     from ferbench.config import METHOD_BLOCK_KEYS, TRAIN_KEYS
     from ferbench.methods import get_method, method_names
 
-    block = SCHEMA["properties"]["methods"]["additionalProperties"]
+    block = SCHEMA["$defs"]["method_block"]
     declared = {key for name in method_names() for key in get_method(name).all_defaults()}
     known = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | declared
     assert set(block.get("properties", {})) <= known

@@ -18,6 +18,7 @@ import yaml
 from scipy.stats import binomtest, pearsonr
 
 from ferbench import cli
+from ferbench.method_blocks import method_block
 from ferbench.synthetic import SyntheticConfig, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ CHANCE = 1 / 7
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DEMO = PARAMS["budgets"]["demo"]
 #: the GCNet runs' demo image size (params.yaml methods.gcnet_*.budgets.demo)
-GCNET_SIZE = PARAMS["methods"]["gcnet_s0r0"]["budgets"]["demo"]["image_size"]
+GCNET_SIZE = method_block(PARAMS, "gcnet_s0r0")["budgets"]["demo"]["image_size"]
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ferbench.method_blocks import method_block
 from ferbench.methods import get_method, method_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,13 @@ def test_without_cuda_it_exits_2_with_one_line():
 
 
 def test_families_cover_every_method_class_with_runs_of_params_yaml():
+    """Each shipped class declares its own check (methods/<name>.py: ``gpu_check``), naming a
+    run of params.yaml of that class, or the class whose check covers it."""
     check = _gpu_check()
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     classes = set()
     for family, (run, stage, dataset) in check.FAMILIES.items():
-        block = params["methods"][run]
+        block = method_block(params, run)
         cls = get_method(block.get("class") or run)
         classes.add(cls.name)
         assert cls.name == family, (family, run, cls.name)

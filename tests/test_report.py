@@ -537,3 +537,17 @@ def test_import_cycle_check_sees_deferred_and_relative_imports(tmp_path):
     assert set(import_cycle(tmp_path, "pkg.report")) == {"cli", "model"}
     (tmp_path / "cli.py").write_text("def main():\n    pass\n")
     assert import_cycle(tmp_path, "pkg.report") is None
+
+
+def test_every_published_row_a_method_declares_is_a_row_of_a_paper_table():
+    """Methods declare which paper rows their runs fill (``published_rows``): each label names a
+    row of report/published.py, and the tables read them from the registry."""
+    from ferbench.report.published import declared_rows
+
+    labels = {row.label for paper in PAPERS for block in paper.blocks for row in block.rows}
+    assert set(declared_rows()) <= labels
+    assert declared_rows()["GCNet S1R1"] == ("gcnet_s1r1",)
+    row = next(r for p in PAPERS for b in p.blocks for r in b.rows if r.label == "CNN (baseline)")
+    assert row.ours == ("cnn_baseline", "supervised")
+    reference = next(r for p in PAPERS for b in p.blocks for r in b.rows if r.label == "LBP-TOP [27]")
+    assert reference.ours == ()

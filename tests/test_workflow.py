@@ -70,11 +70,14 @@ def parsed(tmp_path_factory):
                 # one MaskFN row's pretraining with its shell command (the job's config)
                 "maskfn": [str(tmp / "results" / "pretrain" / "ckplus" / "ssl_all" / "foldall" / "seed0"
                                / "encoder.pt"), "--dry-run", "--printshellcmds", "--configfile", shipped]}
+    paper = str(write_config(tmp, lambda c: c.update(budget="paper"), "paper.yaml"))
+    commands["paper"] = ["--dry-run", "--forceall", "--configfile", paper]
+    commands["demo_forced"] = ["--dry-run", "--forceall", "--configfile", shipped]
     for edit in (twelve_jobs, all_folds, unregistered_method):
         config = write_config(tmp, edit, f"{edit.__name__}.yaml")
         commands[edit.__name__] = ["--dry-run", "--configfile", str(config)]
     with ThreadPoolExecutor(len(commands)) as pool:
-        yield {name: pool.submit(snakemake, *args) for name, args in commands.items()}
+        yield {"tmp": tmp, **{name: pool.submit(snakemake, *args) for name, args in commands.items()}}
 
 
 def dry_run_jobs(result: subprocess.CompletedProcess) -> tuple[dict[str, int], list[tuple[str, ...]]]:
@@ -96,6 +99,40 @@ def dry_run_jobs(result: subprocess.CompletedProcess) -> tuple[dict[str, int], l
         if wildcards and rule == "train":
             jobs.append(wildcards.groups())
     return stats, jobs
+
+
+def dry_run_outputs(result: subprocess.CompletedProcess) -> set[tuple[str, frozenset[str]]]:
+    """(rule, its output files) of every job of a dry run."""
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs, rule = set(), None
+    for line in out.splitlines():
+        started = re.match(r"^(?:local)?rule (\w+):", line)
+        if started:
+            rule = started.group(1)
+        outputs = re.match(r"^\s+output: (.*)$", line)
+        if outputs and rule is not None:
+            jobs.add((rule, frozenset(outputs.group(1).split(", "))))
+            rule = None
+    return jobs
+
+
+@pytest.mark.parametrize("case, budget", [("demo_forced", "demo"), ("paper", "paper")])
+def test_the_dag_is_the_job_records_of_ferbench_plan(parsed, tmp_path, case, budget):
+    """common.smk only maps ferbench.plan's records onto rules: Snakemake's DAG of the shipped
+    config (every job, its rule and output files) is the plan's job list, under the demo and
+    the paper budget."""
+    from ferbench.config import check_config
+    from ferbench.plan import RULES, Plan
+
+    config = copy.deepcopy(PARAMS)
+    config["cache"], config["results"] = (str(parsed["tmp"] / "cache"), str(parsed["tmp"] / "results"))
+    config["budget"] = budget
+    plan = Plan(config, check_config(config))
+    planned = {(job.rule, frozenset(job.outputs.values())) for job in plan.jobs()}
+    dag = {job for job in dry_run_outputs(parsed[case].result()) if job[0] in RULES}
+    assert dag == planned
+    assert len(dag) > 50
 
 
 def test_lint_prints_no_warnings(parsed):

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ferbench.errors import FerbenchError
+from ferbench.method_blocks import method_block, origin, resolved_methods
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 
@@ -23,7 +24,9 @@ TRAIN_KEYS = (
     "backbone_weights", "lr_schedule", "label_smoothing", "class_weighting", "augmentation", "tta",
 )
 #: Keys of a method block besides the training keys and the class's hyperparameters.
-METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets", "task")
+METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets", "task", "extends")
+#: Keys of a method block's ``budgets.<budget>`` besides training keys and hyperparameters.
+METHOD_BUDGET_KEYS = ("pretrain", "datasets")
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -96,6 +99,12 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
     for name in config["run"]["methods"]:
         if name not in config["methods"]:
             raise FerbenchError(f"{where}: run.methods: {name!r} has no entry under methods")
+    try:  # every `extends` names an existing block, without cycles
+        resolved_methods(config)
+        for name in config.get("templates") or {}:
+            method_block(config, name, "templates")
+    except FerbenchError as err:
+        raise FerbenchError(f"{where}: {err}") from None
 
 
 def _leaves(value: Any, key: str = "") -> Any:
@@ -116,36 +125,41 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     budget; the dataset block's ``budgets.<budget>`` (a large dataset's shorter schedule); the
     method's block (its training keys); the method's ``budgets.<budget>``; that block's
     ``datasets.<dataset>`` (e.g. CAF's paper epochs on AffectNet). A ``pretrain:`` block in any
-    layer after the budget overrides the pretraining stage only (:func:`stage_settings`).
+    layer after the budget overrides the pretraining stage only (:func:`stage_settings`). The
+    method block is resolved first (``extends``, :mod:`ferbench.method_blocks`); the class's
+    hyperparameters under its ``budgets.<budget>`` override its own.
 
     Returns {"train": {...schedule...}, "method": {...method's own keys...},
     "protocol": {...}, "dataset": name, "method_name": name, "metrics": {...}}.
     """
     try:
         budget = copy.deepcopy(config["budgets"][config["budget"]])
-        method_block = copy.deepcopy(config["methods"][method])
+        config["methods"][method]
         dataset_block = config["datasets"][dataset]
     except KeyError as err:
         raise FerbenchError(f"config: no entry for {err.args[0]!r}") from None
-    method_block = method_block or {}
+    block = method_block(config, method)   # its `extends` resolved
     per_dataset = copy.deepcopy((dataset_block.get("budgets") or {}).get(config["budget"]) or {})
-    per_budget = (method_block.pop("budgets", None) or {}).get(config["budget"]) or {}
+    per_budget = (block.pop("budgets", None) or {}).get(config["budget"]) or {}
     per_budget_dataset = (per_budget.get("datasets") or {}).get(dataset) or {}
-    method_block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
+    # hyperparameters under the budget (e.g. clip offsets for the demo's short clips)
+    block.update((k, v) for k, v in per_budget.items()
+                 if k not in (*TRAIN_KEYS, *METHOD_BUDGET_KEYS))
+    block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
     # the method block's schedule keys leave it: what remains are the class's hyperparameters
-    own = {k: method_block.pop(k) for k in (*TRAIN_KEYS, "pretrain") if k in method_block}
+    own = {k: block.pop(k) for k in (*TRAIN_KEYS, "pretrain") if k in block}
     train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
     pretrain: dict[str, Any] = {}
     for layer in (per_dataset, own, per_budget, per_budget_dataset):
         train.update((k, layer[k]) for k in TRAIN_KEYS if k in layer)
         pretrain.update(layer.get("pretrain") or {})
     if pretrain:
-        method_block["pretrain"] = pretrain
+        block["pretrain"] = pretrain
     return {
         "dataset": dataset,
         "method_name": method,
         "train": train,
-        "method": method_block,
+        "method": block,
         "protocol": copy.deepcopy(dataset_block.get("protocol", {})),
         "metrics": copy.deepcopy(config.get("metrics", {})),
     }
@@ -158,7 +172,7 @@ def job_task(config: dict[str, Any], dataset: str, method: str, cls: type) -> st
     valence/arousal runs side by side, each with its own folds table (:func:`folds_name`)."""
     from ferbench.protocols import resolve_protocol
 
-    block = config["methods"][method] or {}
+    block = method_block(config, method)
     if block.get("task"):
         return str(block["task"])
     if len(cls.tasks) == 1:
@@ -225,14 +239,15 @@ def _schedules(config: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     for name, block in (config.get("datasets") or {}).items():
         for budget, per_budget in ((block or {}).get("budgets") or {}).items():
             with_pretrain(f"datasets.{name}.budgets.{budget}", per_budget)
-    for name, block in config["methods"].items():
-        block = block or {}
-        with_pretrain(f"methods.{name}", block)
-        for budget, per_budget in (block.get("budgets") or {}).items():
-            per_budget = per_budget or {}
-            with_pretrain(f"methods.{name}.budgets.{budget}", per_budget)
-            for dataset, per_dataset in (per_budget.get("datasets") or {}).items():
-                with_pretrain(f"methods.{name}.budgets.{budget}.datasets.{dataset}", per_dataset)
+    for section in ("templates", "methods"):
+        for name, block in (config.get(section) or {}).items():
+            block = block or {}
+            with_pretrain(f"{section}.{name}", block)
+            for budget, per_budget in (block.get("budgets") or {}).items():
+                per_budget = per_budget or {}
+                with_pretrain(f"{section}.{name}.budgets.{budget}", per_budget)
+                for dataset, per_dataset in (per_budget.get("datasets") or {}).items():
+                    with_pretrain(f"{section}.{name}.budgets.{budget}.datasets.{dataset}", per_dataset)
     return found
 
 
@@ -252,21 +267,29 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
                 raise FerbenchError(f"{where}: {key}.{field}: unknown {field} {block[field]!r} "
                                     f"(known: {', '.join(known)})")
     classes = {}
-    for name, block in config["methods"].items():
-        block = block or {}
+    for name, block in resolved_methods(config).items():
         class_name = str(block.get("class") or name)
         try:
             cls = get_method(class_name)
         except FerbenchError:
-            key = (f"methods.{name}.class" if block.get("class")
+            key = (origin(config, name, ("class",)) if block.get("class")
                    else "run.methods" if name in config["run"]["methods"] else f"methods.{name}")
             raise FerbenchError(f"{where}: {key}: unknown method {class_name!r} "
                                 f"(known: {', '.join(method_names())})") from None
-        known = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | set(cls.all_defaults())
+        hparams = set(cls.all_defaults())
+        known = set(TRAIN_KEYS) | set(METHOD_BLOCK_KEYS) | hparams
         unknown = sorted(set(block) - known)
         if unknown:
-            raise FerbenchError(f"{where}: methods.{name}.{unknown[0]}: not a key of method {cls.name!r} "
-                                f"(known: {', '.join(sorted(known))})")
+            raise FerbenchError(f"{where}: {origin(config, name, (unknown[0],))}: not a key of method "
+                                f"{cls.name!r} (known: {', '.join(sorted(known))})")
+        # under budgets.<budget>: training keys, pretrain/datasets blocks and hyperparameters
+        known = set(TRAIN_KEYS) | set(METHOD_BUDGET_KEYS) | hparams
+        for budget, per_budget in (block.get("budgets") or {}).items():
+            unknown = sorted(set(per_budget or {}) - known)
+            if unknown:
+                key = origin(config, name, ("budgets", budget, unknown[0]))
+                raise FerbenchError(f"{where}: {key}: neither a training key nor a hyperparameter of "
+                                    f"method {cls.name!r}")
         classes[name] = cls
     return classes
 

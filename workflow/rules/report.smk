@@ -4,9 +4,9 @@
 
 rule aggregate:
     input:
-        metrics=train_runs("metrics.json"),
-        predictions=train_runs("predictions.parquet"),
-        embeddings=train_runs("embeddings.parquet"),
+        metrics=train_runs("metrics"),
+        predictions=train_runs("predictions"),
+        embeddings=train_runs("embeddings"),
     output:
         tables=directory(results_path("tables")),
         figures=directory(results_path("figures")),

@@ -13,10 +13,9 @@ def res_of_dataset(step, key, wildcards):
     """The dataset's own value for its pretrain/train jobs under the run's budget
     (`datasets.<name>.budgets.<budget>.resources.<step>.<key>`: two threads for a dataset
     whose one official-split job would leave a core idle), else the step's."""
-    dataset = getattr(wildcards, "dataset", None)
-    block = (config.get("datasets") or {}).get(dataset) or {}
-    per_budget = (block.get("budgets") or {}).get(config.get("budget")) or {}
-    return ((per_budget.get("resources") or {}).get(step) or {}).get(key, res(step, key))
+    from ferbench.plan import step_resources
+
+    return step_resources(config, step, getattr(wildcards, "dataset", None))[key]
 
 
 def res_per_dataset(step, key):

@@ -83,7 +83,7 @@ from torch import nn
 from ferbench.errors import FerbenchError
 from ferbench.losses import (AVCE_SIMILARITIES, av_loss, avce_discriminative_loss, avce_infonce_loss,
                              avce_objective, avce_similarity, barlow_twins_loss, sparsemax)
-from ferbench.methods.base import Batch, ParamGroup, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import mlp
 
@@ -110,6 +110,43 @@ def _head(in_dim: int, hidden: int, out_dim: int, tanh: bool) -> nn.Sequential:
 
 class AVCE(Supervised):
     name = "avce"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'AVCE (R18)': ('avce',),
+        'AVCE (AL)': ('avce',),
+        'InfoNCE in place of L_AVCE, similarity f': ('avce_infonce',),
+        'InfoNCE in place of L_AVCE, similarity f2': ('avce_infonce_f2',),
+        'Barlow Twins in place of L_AVCE, similarity f': ('avce_barlow',),
+        'Barlow Twins in place of L_AVCE, similarity f2': ('avce_barlow_f2',),
+        'AVCE without L_dis': ('avce_no_dis',),
+        'AVCE with f': ('avce',),
+        'AVCE with f1': ('avce_f1',),
+        'AVCE with f2': ('avce_f2',),
+    }
+    gpu_check = GpuCheck("avce", "train", "afewva")
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('train', 'backbone', 'resnet18',
+                  source='sec. 4: ResNet18 from scratch (the R18 rows)'),
+        RecipeRow('train', 'image_size', 224, source='sec. 4: 224x224 random crops'),
+        RecipeRow('train', 'channels', 3, source='sec. 4: colour face crops'),
+        RecipeRow('train', 'optimizer', 'adam', source='sec. 4: Adam for E, C, R'),
+        RecipeRow('train', 'lr', 0.0001, source='sec. 4: LR 1e-4'),
+        RecipeRow('train', 'head_lr', None, source='sec. 4: SGD 1e-2 for H, H1 (null: 100 x lr)'),
+        RecipeRow('train', 'lr_policy', 'step', source='sec. 4: x0.8 at 5K, then every 20K'),
+        RecipeRow('train', 'lr_decay', 0.8, source='sec. 4'),
+        RecipeRow('train', 'lr_first_decay', 5000, source='sec. 4'),
+        RecipeRow('train', 'lr_decay_every', 20000, source='sec. 4'),
+        RecipeRow('train', 'batch_size', 128, source='sec. 4: mini-batch 128 for R18'),
+        RecipeRow('train', 'epochs', 256, paper='50K iterations',
+                  source='sec. 4: AFEW-VA 50K iterations = 256 epochs of ~25,000 training frames at batch 128', readme='256 epochs'),
+        RecipeRow('train', 'weight_decay', 0.0, source='sec. 4: no weight decay mentioned'),
+        RecipeRow('train', 'aug.flip', 0.0, source='sec. 4: random cropping only'),
+        RecipeRow('train', 'aug.rotate', 0.0, source='sec. 4: random cropping only'),
+        RecipeRow('train', 'aug.brightness', 0.0, source='sec. 4: random cropping only'),
+        RecipeRow('train', 'aug.scale', (0.766, 0.766),
+                  source='sec. 4: 224 crops (of 256: inferred)'),
+    )
     tasks = ("va",)
     manual_optimization = True
     defaults = {

@@ -64,8 +64,10 @@ call backward outside it. Schedulers are still stepped by the engine, once per i
 Pretraining: ``pretrain = True`` adds the stage (``pretraining_step``; ``epoch_batches`` and
 ``num_batches`` see ``self.stage == "pretrain"``; ``pretrain_views``; ``pretrain_augment``);
 ``pretrain_source(settings)`` / ``pretrain_data_depends_on_fold(settings)`` (classmethods, default:
-the target dataset / ``pretrain_per_fold``) tell the workflow which data and whether one job per
-fold; ``train_only_hparams`` are left out of the pretraining job's config. ``train`` then needs
+the target dataset / ``pretrain_per_fold``) tell the job planner (:mod:`ferbench.plan`) which data
+and whether one job per fold; ``pretrain_identity(settings)`` which runs share one pretraining;
+``encoder_inputs(settings)`` which other runs' encoders the pretraining reads (default none);
+``train_only_hparams`` are left out of the pretraining job's config. ``train`` then needs
 ``--pretrained encoder.pt`` and calls ``load_pretrained``.
 
 Anything stateful that is not a parameter or buffer (a Python counter) goes through
@@ -146,6 +148,33 @@ class Batch:
         return int(self.positions.shape[0])
 
 
+@dataclasses.dataclass(frozen=True)
+class GpuCheck:
+    """The one short job ``benchmarks/gpu_check.py`` runs on CUDA for a method class."""
+
+    run: str       # a run name of params.yaml whose class this is
+    stage: str     # "pretrain" | "train": the stage whose step is the class's own
+    dataset: str   # train: a dataset the run trains on; pretrain: the data it pretrains on
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeRow:
+    """One setting of a paper's recipe that the ``paper`` budget must resolve to
+    (tests/test_paper_recipes.py). ``key``: a training key, ``channels``, a hyperparameter or
+    ``aug.<field>`` of the effective augmentation. ``paper``: the paper's value where the
+    benchmark deviates (None: the same); a deviation needs the README phrase ``readme``.
+    ``runs``: run-name patterns (fnmatch, space-separated) it applies to; empty: every run whose
+    class is, or derives from, the class declaring the row."""
+
+    stage: str
+    key: str
+    value: Any
+    paper: Any = None
+    source: str = ""
+    readme: str = ""
+    runs: str = ""
+
+
 class Method(nn.Module, metaclass=abc.ABCMeta):
     #: registry key; set in each concrete class (subclasses without their own ``name`` are not
     #: registered, so helper base classes stay out of the registry)
@@ -172,6 +201,17 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     #: hyperparameters that only affect the train stage: the workflow leaves them out of the
     #: pretraining job's config, so changing them does not rerun the pretraining
     train_only_hparams: ClassVar[tuple[str, ...]] = ()
+    # What the rest of the project reads about a class, declared in its own file (each read
+    # from the class's own __dict__ by :func:`declared`, never inherited):
+    #: the GPU check's job (:class:`GpuCheck`), or the name of the class whose check covers
+    #: this one (the same step, e.g. BYOL's and MoCo's are SimCLR's)
+    gpu_check: ClassVar["GpuCheck | str | None"] = None
+    #: the paper's recipe under the ``paper`` budget (:class:`RecipeRow`)
+    paper_recipe: ClassVar[tuple["RecipeRow", ...]] = ()
+    #: {paper row key: run names} of the published tables (``report/published.py``, keys
+    #: ``<paper key>/<row label>``) whose "ours" cells these runs fill; when several are named,
+    #: the first with runs supplies the numbers
+    published_rows: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     @classmethod
     def pretrain_source(cls, settings: Mapping[str, Any]) -> str:
@@ -193,6 +233,14 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         return {"class": cls.name, "dataset": cls.pretrain_source(settings),
                 "hp": {k: v for k, v in sorted(hp.items()) if k not in cls.train_only_hparams},
                 "schedule": dict(settings.get("train") or {})}
+
+    @classmethod
+    def encoder_inputs(cls, settings: Mapping[str, Any]) -> dict[str, str]:
+        """{hyperparameter: run name} of the other runs whose pretrained encoder this method's
+        pretraining reads, for pretrain-stage settings (default: none). The workflow makes that
+        run's pretraining on the same data and fold an input of this one and hands the job its
+        encoder.pt path in that hyperparameter (MaskFN's ``mask_fn_encoder``)."""
+        return {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -473,6 +521,29 @@ def _load_all() -> None:
         if not info.name.startswith("_") and info.name != "base":
             importlib.import_module(f"ferbench.methods.{info.name}")
     _LOADED = True
+
+
+def declared(cls: type, attribute: str, default: Any = None) -> Any:
+    """A class's own declaration of ``attribute`` (not one inherited from a parent class)."""
+    return cls.__dict__.get(attribute, default)
+
+
+def recipe_rows(run: str, cls: type[Method]) -> list[RecipeRow]:
+    """The paper-recipe rows that apply to run name ``run`` of class ``cls``: rows declared by
+    ``cls`` or a parent without ``runs``, and rows of any registered class naming the run."""
+    import fnmatch
+
+    declarers = {klass for name in method_names() for klass in get_method(name).__mro__}
+    rows = []
+    for klass in sorted(declarers, key=lambda k: k.__qualname__):
+        for row in declared(klass, "paper_recipe", ()):
+            if row.runs:
+                applies = any(fnmatch.fnmatchcase(run, p) for p in row.runs.split())
+            else:
+                applies = issubclass(cls, klass)
+            if applies:
+                rows.append(row)
+    return rows
 
 
 def method_names() -> list[str]:

@@ -19,6 +19,11 @@ from ferbench.ssl_losses import byol_loss
 
 class BYOL(MomentumSSLMethod):
     name = "byol"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'BYOL (VoxCeleb1)': ('byol',),
+    }
+    gpu_check = "simclr"   # its step is SimCLR's with a momentum target
     defaults = {"proj_hidden_dim": 4096, "proj_dim": 256, "pred_hidden_dim": 4096,
                 "momentum_base": 0.996, "momentum_final": 1.0}
 

@@ -74,7 +74,7 @@ from torch import nn
 from ferbench.errors import FerbenchError
 from ferbench.losses import (CAF_GROUPINGS, adaptive_margin, av_loss, caf_pair_distances,
                              contrastive_hinge, emotion_groups, fisher_critic_loss, pcc_torch)
-from ferbench.methods.base import Batch, ParamGroup, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 
 ADVERSARIAL = ("pairs", "legacy")
@@ -84,6 +84,30 @@ _CRITIC_TERMS = ("critic", "adv", "margin", "constraint")
 
 class CAF(Supervised):
     name = "caf"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'CAF (ResNet18)': ('caf',),
+        'CAF (AlexNet, tuned)': ('caf',),
+        'CAF with a fixed margin (benchmark ablation, not in the paper)': ('caf_fixed_margin',),
+        'CAF (R18)': ('caf',),
+        'CAF (AL)': ('caf',),
+    }
+    gpu_check = GpuCheck("caf", "train", "afewva")
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('train', 'backbone', 'resnet18', source='poster table: the ResNet18 row'),
+        RecipeRow('train', 'optimizer', 'adam', source='code: Adam'),
+        RecipeRow('train', 'lr', 0.0001, source='code: 1e-4'),
+        RecipeRow('train', 'adam_betas', [0.5, 0.9], source='code: betas (0.5, 0.9)'),
+        RecipeRow('train', 'lr_step', 5000, source='code: x0.9 every 5k iterations'),
+        RecipeRow('train', 'lr_gamma', 0.9, source='code'),
+        RecipeRow('train', 'weight_decay', 0.0, source='code: no weight decay'),
+        RecipeRow('train', 'batch_size', 128, paper=256,
+                  source="code: 256 with AlexNet; R18 not given (AVCE's 128)", readme='batch 128'),
+        RecipeRow('train', 'image_size', 224, source="not given: AVCE's 224 (same authors)"),
+        RecipeRow('train', 'epochs', 22, paper='not given',
+                  source="not given: AVCE's 50K iterations, on AffectNet", readme='22 epochs'),
+    )
     tasks = ("va",)
     manual_optimization = True
     legacy_metric_options = {"sagr_variant": "caf", "legacy_rmse": "batch_mse"}

@@ -127,7 +127,7 @@ from torch import nn
 from ferbench.augment import Augmenter
 from ferbench.errors import FerbenchError
 from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
-from ferbench.methods.base import Batch, ParamGroup, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models.gcnet import Generator, VectorDecoder, check_mirrorable, encode_with_switches
 
@@ -175,6 +175,49 @@ def reference_faces(folds: Any, table: Any) -> tuple[np.ndarray, np.ndarray, np.
 # -- the method -------------------------------------------------------------------------------
 class GCNet(Supervised):
     name = "gcnet"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'GCNet S0R0': ('gcnet_s0r0',),
+        'GCNet S1R0': ('gcnet_s1r0',),
+        'GCNet S0R1': ('gcnet_s0r1',),
+        'GCNet S1R1': ('gcnet_s1r1',),
+    }
+    gpu_check = GpuCheck("gcnet_s1r1", "train", "ckplus")
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('train', 'backbone', 'cnn3',
+                  source='Table 1, sec. 4.1: 3 conv + FC (384)', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'image_size', 64,
+                  source='sec. 4.1: resized to 66x66, random 64x64 crop', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'channels', 1,
+                  source='sec. 4.1: gray level (1 channel)', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'batch_size', 64,
+                  source='sec. 4.1: mini-batch size of 64', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'lr', 0.001,
+                  source='sec. 4.1: base learning rate 0.001', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'weight_decay', 0.0001,
+                  source='sec. 4.1: weight decay 0.0001', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'optimizer', 'adam', paper='nesterov',
+                  source="sec. 4.1: 'Nesterov', momentum 0.9", readme='Adam, not Nesterov SGD', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'epochs', 300, paper='3e5 iterations',
+                  source='sec. 4.1: maximum iteration 3e5', readme='300 epochs', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'aug.flip', 0.5,
+                  source='sec. 4.1: random flipping', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'aug.rotate', 10.0,
+                  source='sec. 4.1: affine rotation (angle not given: 10)', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'aug.scale', (0.85, 1.0),
+                  source='sec. 4.1: 64 of 66 crop + scaling (range inferred)', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'aug.brightness', 0.2,
+                  source='sec. 4.1: intensity multiplication (range inferred)', runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'aug.std', 1.0,
+                  source="Caffe's 1/255 scaling: images in [0, 1]", runs='cnn_baseline gcnet_*'),
+        RecipeRow('train', 'lr_policy', 'inv', source="sec. 4.1: 'inverse' learning policy"),
+        RecipeRow('train', 'inv_power', 0.75, source="sec. 4.1: gamma term 0.75 (Caffe's power)"),
+        RecipeRow('train', 'decoder_lr_mult', 1.0, paper=10.0,
+                  source='sec. 4.1: decoder learning rate x10', readme='decoder learning rate x1'),
+        RecipeRow('pretrain', 'epochs', 50, paper='CASIA-WebFace',
+                  source='sec. 4.1: pretrained on CASIA-WebFace', readme='50 epochs on the training subjects'),
+    )
     pretrain = True             # the generator and En2, on the training fold (see pretraining_step)
     pretrain_views = 2          # (frame, its sequence's first frame)
     tasks = ("classification",)  # its contrastive pairs need expression labels

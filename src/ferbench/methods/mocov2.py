@@ -20,6 +20,11 @@ from ferbench.ssl_losses import enqueue, moco_loss
 
 class MoCoV2(MomentumSSLMethod):
     name = "mocov2"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'MoCo-v2 (VoxCeleb1)': ('mocov2',),
+    }
+    gpu_check = "simclr"   # its step is SimCLR's with a momentum target
     defaults = {"queue_size": 65536, "temperature": 0.2, "momentum_base": 0.999, "momentum_final": 0.999}
 
     def __init__(self, settings: Any, task: TaskInfo) -> None:

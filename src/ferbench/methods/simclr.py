@@ -10,13 +10,18 @@ from typing import Any
 import torch
 
 from ferbench.errors import FerbenchError
-from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, TaskInfo
 from ferbench.methods.ssl_base import SSLMethod
 from ferbench.ssl_losses import nt_xent_pairs
 
 
 class SimCLR(SSLMethod):
     name = "simclr"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'SimCLR (VoxCeleb1)': ('simclr',),
+    }
+    gpu_check = GpuCheck("simclr", "pretrain", "ckplus")
     defaults = {"temperature": 0.07}
 
     def __init__(self, settings: Any, task: TaskInfo) -> None:

@@ -37,13 +37,24 @@ from torch import nn
 
 from ferbench.augment import GREY_WEIGHTS, Augmenter
 from ferbench.errors import FerbenchError
-from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.base import Batch, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import mlp
 from ferbench.ssl_losses import cosine_momentum, momentum_update
 
 
 class SSLMethod(Supervised):
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('pretrain', 'optimizer', 'adam', source='code: Adam'),
+        RecipeRow('pretrain', 'lr', 0.0003, source='code: lr 3e-4'),
+        RecipeRow('pretrain', 'weight_decay', 0.0001, source='code: weight decay 1e-4'),
+        RecipeRow('pretrain', 'epochs', 300, source='code: 300-500 epochs (VoxCeleb1)'),
+        RecipeRow('pretrain', 'backbone', 'resnet50', source='code: ResNet-50'),
+        RecipeRow('train', 'backbone', 'resnet50',
+                  source='code: ResNet-50 (the pretrained encoder, fine-tuned)'),
+        RecipeRow('train', 'image_size', 224, source="AffectNet fine-tuning at ResNet's 224"),
+    )
     pretrain = True
     pretrain_views = 2
     defaults = {

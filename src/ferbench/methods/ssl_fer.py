@@ -59,7 +59,7 @@ from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
 from ferbench.face_regions import (DEFAULT_REGIONS, IBUG, box_masks, boxes_or_default, check_box, crop_boxes,
                                    face_swap, landmark_boxes, similarity_theta, warp)
-from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, TaskInfo
 from ferbench.methods.simclr import SimCLR
 from ferbench.models import build_backbone
 from ferbench.ssl_losses import most_similar_negative, nt_xent_pairs, pair_positives
@@ -69,6 +69,17 @@ log = logging.getLogger(__name__)
 
 class SSLFER(SimCLR):
     name = "ssl_fer"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        '(a) TimeAug': ('ssl_timeaug',),
+        '(b) TimeAug + HardNeg': ('ssl_timeaug_hardneg',),
+        '(c) TimeAug + HardNeg + CutMix': ('ssl_timeaug_hardneg_cutmix',),
+        '(d) TimeAug + FaceSwap + MaskFN': ('ssl_timeaug_faceswap_maskfn',),
+        '(e) TimeAug + HardNeg + FaceSwap': ('ssl_timeaug_hardneg_faceswap',),
+        '(f) TimeAug + HardNeg + MaskFN': ('ssl_timeaug_hardneg_maskfn',),
+        '(g) TimeAug + HardNeg + FaceSwap + MaskFN': ('ssl_all', 'ssl_timeaug_hardneg_faceswap_maskfn'),
+    }
+    gpu_check = GpuCheck("ssl_all", "pretrain", "ckplus")
     defaults = {
         "time_aug": True,
         "hard_neg": False,
@@ -132,9 +143,7 @@ class SSLFER(SimCLR):
 
     @classmethod
     def encoder_inputs(cls, settings: Any) -> dict[str, str]:
-        """Hyperparameters that name another run whose encoder this pretraining reads, {key: run
-        name}: the workflow makes that run's pretraining on the same data and fold an input of
-        this one and puts its encoder.pt path in the key."""
+        """MaskFN's ``mask_fn_encoder`` when it names a run (see ``Method.encoder_inputs``)."""
         hp = {**cls.all_defaults(), **dict(settings.get("method") or {})}
         value = hp.get("mask_fn_encoder")
         if hp.get("mask_fn") and mask_encoder_kind(value) == "run":

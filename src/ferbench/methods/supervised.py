@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from ferbench.errors import FerbenchError
 from ferbench.losses import av_loss
-from ferbench.methods.base import Batch, Method, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, Method, RecipeRow, TaskInfo
 from ferbench.models import LinearHead, build_backbone, load_backbone_weights
 
 FINETUNE = ("full", "head")
@@ -36,6 +36,23 @@ def balanced_class_weights(labels: Any, num_classes: int) -> torch.Tensor:
 
 class Supervised(Method):
     name = "supervised"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'InceptionV1-full_FT (no contrastive pretraining)': ('supervised',),
+        'Supervised (ImageNet)': ('supervised', 'supervised_va'),
+        'Supervised baseline (benchmark row, not in the paper)': ('supervised', 'supervised_va'),
+        'CNN (baseline)': ('cnn_baseline', 'supervised'),
+    }
+    gpu_check = GpuCheck("supervised", "train", "ckplus")
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('train', 'backbone', 'resnet18',
+                  source='budget default', runs='supervised supervised_va'),
+        RecipeRow('train', 'image_size', 224,
+                  source='budget default', runs='supervised supervised_va'),
+        RecipeRow('train', 'backbone_weights', None, paper='imagenet',
+                  source='seed 001 table: Supervised (ImageNet)', readme='`backbone_weights: imagenet`', runs='supervised supervised_va'),
+    )
     defaults = {
         "finetune": "full",       # full | head (frozen backbone: linear probe)
         "head_dropout": 0.0,      # dropout before the linear head

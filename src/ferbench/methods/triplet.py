@@ -45,7 +45,7 @@ from torch import nn
 from ferbench.data import build_sequence_table
 from ferbench.errors import FerbenchError
 from ferbench.losses import semi_hard_negatives, squared_distances, triplet_loss
-from ferbench.methods.base import Batch, TaskInfo
+from ferbench.methods.base import Batch, GpuCheck, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import LinearHead
 from ferbench.triplet_sampling import SAMPLERS, Sampler, valid_negatives
@@ -58,6 +58,22 @@ FEATURES = ("embedding", "backbone")
 
 class Triplet(Supervised):
     name = "triplet"
+    #: {paper row label: run names} of report/published.py's tables that these runs fill
+    published_rows = {
+        'CT512_1-full_FT (Method 1)': ('triplet_m1_full_ft',),
+        'CT512_2-full_FT (Method 1 then 2)': ('triplet_m12_full_ft',),
+        'CT512_1-FC_only (Method 1)': ('triplet_m1_fc_only',),
+        'CT512_2-FC_only (Method 1 then 2)': ('triplet_m12_fc_only',),
+    }
+    gpu_check = GpuCheck("triplet_m12_full_ft", "pretrain", "ckplus")
+    #: the paper budget's recipe, each value with its source (tests/test_paper_recipes.py)
+    paper_recipe = (
+        RecipeRow('train', 'embedding_dim', 512, source='Table 1: CT512'),
+        RecipeRow('pretrain', 'backbone', 'inception_v1', source='Table 1: InceptionV1'),
+        RecipeRow('train', 'backbone', 'inception_v1',
+                  source='Table 1: InceptionV1 (the pretrained encoder)'),
+        RecipeRow('train', 'image_size', 224, source="InceptionV1's input size"),
+    )
     pretrain = True
     pretrain_views = 3
     defaults = {

@@ -10,15 +10,17 @@ leaderboard, ...) have no run name and print as "reference only". Rows a method 
 the paper has no row for (the supervised baseline where a paper has none, ablations such as
 caf_fixed_margin) say so in their label.
 
-To map one of our methods onto a paper row, or to add a row, edit one ``R(...)`` line:
-``R(paper label, our method name(s), "v1 v2 ...", backbone=...)``. ``ours`` may be a tuple of
-method names: the first one that has runs supplies the numbers (the table says which).
-``backbone`` restricts ours to runs on that backbone (papers that report R18 and AlexNet rows);
-runs of the same method on another backbone get an extra "ours only" row.
+A paper row is one ``R(...)`` line: ``R(paper label, "v1 v2 ...", backbone=...)``. Which of our
+run names fill it is declared with the method, in its class's ``published_rows`` ({paper row
+label: run names}, methods/<name>.py), read here from the method registry: when several are
+named, the first one that has runs supplies the numbers (the table says which). ``backbone``
+restricts ours to runs on that backbone (papers that report R18 and AlexNet rows); runs of the
+same method on another backbone get an extra "ours only" row.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 R18, ALEX = "resnet18", "alexnet"   # our backbone names for the papers' "R18" / "AL"
@@ -33,12 +35,33 @@ class Col:
     digits: int = 3       # decimals for ours
 
 
+@functools.cache
+def declared_rows() -> dict[str, tuple[str, ...]]:
+    """{paper row label: run names} of every registered method class's ``published_rows``
+    (imports the method registry, hence torch, on first use only)."""
+    from ferbench.methods.base import declared, get_method, method_names
+
+    rows: dict[str, tuple[str, ...]] = {}
+    for name in method_names():
+        for label, runs in declared(get_method(name), "published_rows", {}).items():
+            if rows.get(label, tuple(runs)) != tuple(runs):
+                raise ValueError(f"published row {label!r}: run names {rows[label]} and {tuple(runs)} "
+                                 f"(method {name!r}) both declared")
+            rows[label] = tuple(runs)
+    return rows
+
+
 @dataclass(frozen=True)
 class Row:
     label: str
-    ours: tuple[str, ...]
+    given: tuple[str, ...] | None   # our run names given here; None: the methods' declaration
     published: tuple[str | None, ...]
     backbone: str | None = None
+
+    @property
+    def ours(self) -> tuple[str, ...]:
+        """Our run names that fill this row (empty: a reference-only row)."""
+        return self.given if self.given is not None else declared_rows().get(self.label, ())
 
 
 @dataclass(frozen=True)
@@ -67,24 +90,20 @@ class Paper:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def R(label: str, ours: str | tuple[str, ...] | None, values: str,
-      backbone: str | None = None) -> Row:
+def R(label: str, values: str, backbone: str | None = None) -> Row:
     """One paper row: values are whitespace-separated as printed; '-' marks an empty cell."""
-    names = () if ours is None else ((ours,) if isinstance(ours, str) else tuple(ours))
     cells = tuple(None if v in ("-", "—") else v for v in values.split())
-    return Row(label, names, cells, backbone)
+    return Row(label, None, cells, backbone)
 
 
 def baseline_row(n_cols: int) -> Row:
     """Every table needs the supervised baseline; where the paper has none, ours stand alone."""
-    return Row("Supervised baseline (benchmark row, not in the paper)", ("supervised", "supervised_va"),
-               (None,) * n_cols)
+    return Row("Supervised baseline (benchmark row, not in the paper)", None, (None,) * n_cols)
 
 
 def fixed_margin_row(n_cols: int) -> Row:
     """CAF's adaptive-margin ablation on the AV task: the paper reports it on metric learning only."""
-    return Row("CAF with a fixed margin (benchmark ablation, not in the paper)",
-               ("caf_fixed_margin",), (None,) * n_cols)
+    return Row("CAF with a fixed margin (benchmark ablation, not in the paper)", None, (None,) * n_cols)
 
 
 def _acc(label: str = "Accuracy (%)", digits: int = 2) -> Col:
@@ -109,15 +128,15 @@ _P000 = Paper(
         source="Garg et al., Table 1 (middle and last blocks)",
         columns=(_acc("Top-1 acc (%)"),),
         rows=(
-            R("MAXIM MILAKOV (Kaggle leaderboard)", None, "68.82"),
-            R("RADU + MARIUS + CRISTI (Ionescu and Grozea 2013; Kaggle)", None, "67.48"),
-            R("InceptionV1-full_FT (no contrastive pretraining)", "supervised", "67.73"),
-            R("InceptionV1-VGGFace2-full_FT", None, "67.92"),
-            R("InceptionV1-VGGFace2-FC_only", None, "48.86"),
-            R("CT512_1-full_FT (Method 1)", "triplet_m1_full_ft", "68.76"),
-            R("CT512_2-full_FT (Method 1 then 2)", "triplet_m12_full_ft", "69.15"),
-            R("CT512_1-FC_only (Method 1)", "triplet_m1_fc_only", "41.96"),
-            R("CT512_2-FC_only (Method 1 then 2)", "triplet_m12_fc_only", "42.21"),
+            R("MAXIM MILAKOV (Kaggle leaderboard)", "68.82"),
+            R("RADU + MARIUS + CRISTI (Ionescu and Grozea 2013; Kaggle)", "67.48"),
+            R("InceptionV1-full_FT (no contrastive pretraining)", "67.73"),
+            R("InceptionV1-VGGFace2-full_FT", "67.92"),
+            R("InceptionV1-VGGFace2-FC_only", "48.86"),
+            R("CT512_1-full_FT (Method 1)", "68.76"),
+            R("CT512_2-full_FT (Method 1 then 2)", "69.15"),
+            R("CT512_1-FC_only (Method 1)", "41.96"),
+            R("CT512_2-FC_only (Method 1 then 2)", "42.21"),
         ),
         note="Paper backbone InceptionV1. Top block: Kaggle leaderboard entries; middle: "
              "InceptionV1 without contrastive pretraining; last: contrastive pretraining.",
@@ -145,23 +164,22 @@ _P001 = Paper(
                "Valence & Arousal recognition\" (EXPR F1/Acc, Valence and Arousal CCC/RMSE)",
         columns=_P001_COLS,
         rows=(
-            R("Supervised (ImageNet)", ("supervised", "supervised_va"),
+            R("Supervised (ImageNet)",
               "56.7 56.6 0.563 0.462 0.480 0.376"),
-            R("BYOL (VoxCeleb1)", "byol", "56.3 56.4 0.560 0.460 0.462 0.386"),
-            R("MoCo-v2 (VoxCeleb1)", "mocov2", "56.8 56.8 0.570 0.454 0.486 0.378"),
-            R("SimCLR (VoxCeleb1)", "simclr", "57.5 57.7 0.594 0.431 0.451 0.387"),
-            R("CycleFace (VoxCeleb1,2)", None, "48.8 49.7 0.534 0.492 0.436 0.383"),
-            R("(a) TimeAug", "ssl_timeaug", "57.8 57.9 0.583 0.448 0.500 0.374"),
-            R("(b) TimeAug + HardNeg", "ssl_timeaug_hardneg",
+            R("BYOL (VoxCeleb1)", "56.3 56.4 0.560 0.460 0.462 0.386"),
+            R("MoCo-v2 (VoxCeleb1)", "56.8 56.8 0.570 0.454 0.486 0.378"),
+            R("SimCLR (VoxCeleb1)", "57.5 57.7 0.594 0.431 0.451 0.387"),
+            R("CycleFace (VoxCeleb1,2)", "48.8 49.7 0.534 0.492 0.436 0.383"),
+            R("(a) TimeAug", "57.8 57.9 0.583 0.448 0.500 0.374"),
+            R("(b) TimeAug + HardNeg",
               "58.1 58.3 0.594 0.437 0.500 0.373"),
-            R("(c) TimeAug + HardNeg + CutMix", "ssl_timeaug_hardneg_cutmix", "- - - - - -"),
-            R("(d) TimeAug + FaceSwap + MaskFN", "ssl_timeaug_faceswap_maskfn", "- - - - - -"),
-            R("(e) TimeAug + HardNeg + FaceSwap", "ssl_timeaug_hardneg_faceswap",
+            R("(c) TimeAug + HardNeg + CutMix", "- - - - - -"),
+            R("(d) TimeAug + FaceSwap + MaskFN", "- - - - - -"),
+            R("(e) TimeAug + HardNeg + FaceSwap",
               "58.8 58.9 0.601 0.429 0.514 0.367"),
-            R("(f) TimeAug + HardNeg + MaskFN", "ssl_timeaug_hardneg_maskfn",
+            R("(f) TimeAug + HardNeg + MaskFN",
               "58.9 58.9 0.578 0.448 0.493 0.370"),
             R("(g) TimeAug + HardNeg + FaceSwap + MaskFN",
-              ("ssl_all", "ssl_timeaug_hardneg_faceswap_maskfn"),
               "59.3 59.3 0.595 0.435 0.502 0.372"),
         ),
         note="Paper: ResNet-50 pretrained on VoxCeleb1 face tracks, full fine-tune.",
@@ -185,17 +203,17 @@ _P002 = Paper(
             source="Kim & Song (CAF), quantitative results on AffectNet",
             columns=_va_cols("rmse", "pcc", "ccc", digits=4),
             rows=(
-                R("Mollahosseini, Hasani, and Mahoor 2017 (AlexNet)", None,
+                R("Mollahosseini, Hasani, and Mahoor 2017 (AlexNet)",
                   "0.37 0.41 0.66 0.54 0.60 0.34"),
-                R("Jang, Gunes, and Patras 2019 (SSD w/ VGG16)", None,
+                R("Jang, Gunes, and Patras 2019 (SSD w/ VGG16)",
                   "0.44 0.39 0.58 0.50 0.57 0.47"),
-                R("Kollias et al. 2018 (VGG16)", None, "0.37 0.39 0.66 0.55 0.62 0.54"),
-                R("Barros, Parisi, and Wermter 2019 (AlexNet)", None, "- - - - 0.67 0.38"),
-                R("Kossaifi et al. 2020 (ResNet18)", None, "0.35 0.32 0.71 0.63 0.71 0.63"),
-                R("Hasani, Negi, and Mahoor 2020 (ResNeXt50)", None,
+                R("Kollias et al. 2018 (VGG16)", "0.37 0.39 0.66 0.55 0.62 0.54"),
+                R("Barros, Parisi, and Wermter 2019 (AlexNet)", "- - - - 0.67 0.38"),
+                R("Kossaifi et al. 2020 (ResNet18)", "0.35 0.32 0.71 0.63 0.71 0.63"),
+                R("Hasani, Negi, and Mahoor 2020 (ResNeXt50)",
                   "0.2668 0.2482 0.78 0.86 0.74 0.85"),
-                R("CAF (ResNet18)", "caf", "0.2186 0.1873 0.86 0.85 0.83 0.84", backbone=R18),
-                R("CAF (AlexNet, tuned)", "caf", "0.2216 0.1916 0.81 0.86 0.80 0.85",
+                R("CAF (ResNet18)", "0.2186 0.1873 0.86 0.85 0.83 0.84", backbone=R18),
+                R("CAF (AlexNet, tuned)", "0.2216 0.1916 0.81 0.86 0.80 0.85",
                   backbone=ALEX),
                 fixed_margin_row(6),
                 baseline_row(6),
@@ -207,8 +225,8 @@ _P002 = Paper(
             source="CAF rows of AVCE (Kim & Song, ECCV 2022), Table 1",
             columns=_AFEWVA_COLS,
             rows=(
-                R("CAF (R18)", "caf", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
-                R("CAF (AL)", "caf", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
+                R("CAF (R18)", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
+                R("CAF (AL)", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
                 fixed_margin_row(8),
                 baseline_row(8),
             ),
@@ -228,12 +246,12 @@ def _gcnet_block(title: str, dataset: str, classes: int, table: str, values: str
         source=f"Kim et al. (GCNet), {table}",
         columns=(_acc(),),
         rows=(
-            *(R(label, None, value) for label, value in references),
-            R("CNN (baseline)", ("cnn_baseline", "supervised"), baseline),
-            R("GCNet S0R0", "gcnet_s0r0", s0r0),
-            R("GCNet S1R0", "gcnet_s1r0", s1r0),
-            R("GCNet S0R1", "gcnet_s0r1", s0r1),
-            R("GCNet S1R1", "gcnet_s1r1", s1r1),
+            *(R(label, value) for label, value in references),
+            R("CNN (baseline)", baseline),
+            R("GCNet S0R0", s0r0),
+            R("GCNet S1R0", s1r0),
+            R("GCNet S0R1", s0r1),
+            R("GCNet S1R1", s1r1),
         ),
     )
 
@@ -284,20 +302,20 @@ _P004 = Paper(
             source="Kim & Song (AVCE), Table 1",
             columns=_AFEWVA_COLS,
             rows=(
-                R("Static: Kossaifi et al. [24]", None, "0.27 0.23 - - 0.41 0.45 - -"),
-                R("Static: Mitenkova et al. [30]", None, "0.40 0.41 - - 0.33 0.42 0.33 0.40"),
-                R("Static: Kossaifi et al. [23]", None,
+                R("Static: Kossaifi et al. [24]", "0.27 0.23 - - 0.41 0.45 - -"),
+                R("Static: Mitenkova et al. [30]", "0.40 0.41 - - 0.33 0.42 0.33 0.40"),
+                R("Static: Kossaifi et al. [23]",
                   "0.24 0.24 0.64 0.77 0.55 0.57 0.55 0.52"),
-                R("CAF (R18)", "caf", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
-                R("CAF (AL)", "caf", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
-                R("AVCE (R18)", "avce", "0.156 0.144 0.783 0.876 0.651 0.727 0.619 0.707",
+                R("CAF (R18)", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
+                R("CAF (AL)", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
+                R("AVCE (R18)", "0.156 0.144 0.783 0.876 0.651 0.727 0.619 0.707",
                   backbone=R18),
-                R("AVCE (AL)", "avce", "0.162 0.170 0.790 0.834 0.730 0.686 0.629 0.622",
+                R("AVCE (AL)", "0.162 0.170 0.790 0.834 0.730 0.686 0.629 0.622",
                   backbone=ALEX),
-                R("Temporal: Kollias et al. [21]", None, "- - - - 0.51 0.58 0.52 0.56"),
-                R("Temporal: Kossaifi et al. [23]-scratch", None,
+                R("Temporal: Kollias et al. [21]", "- - - - 0.51 0.58 0.52 0.56"),
+                R("Temporal: Kossaifi et al. [23]-scratch",
                   "0.28 0.19 0.53 0.75 0.12 0.23 0.11 0.15"),
-                R("Temporal: Kossaifi et al. [23]-trans.", None,
+                R("Temporal: Kossaifi et al. [23]-trans.",
                   "0.20 0.21 0.67 0.79 0.64 0.62 0.57 0.56"),
                 baseline_row(8),
             ),
@@ -308,15 +326,15 @@ _P004 = Paper(
             source="Kim & Song (AVCE), Table 2",
             columns=_AFEWVA_COLS,
             rows=(
-                R("Hasani et al. [13]", None, "0.27 0.36 0.57 0.74 0.44 0.26 0.36 0.19"),
-                R("Hasani et al. [14]", None, "0.26 0.31 0.77 0.75 0.42 0.40 0.37 0.31"),
-                R("Deng et al. [8] (Aff-Wild test set, ResNet50)", None,
+                R("Hasani et al. [13]", "0.27 0.36 0.57 0.74 0.44 0.26 0.36 0.19"),
+                R("Hasani et al. [14]", "0.26 0.31 0.77 0.75 0.42 0.40 0.37 0.31"),
+                R("Deng et al. [8] (Aff-Wild test set, ResNet50)",
                   "- - - - - - 0.58 0.52"),
-                R("CAF (R18)", "caf", "0.22 0.20 0.70 0.76 0.57 0.57 0.55 0.56", backbone=R18),
-                R("CAF (AL)", "caf", "0.24 0.21 0.68 0.78 0.55 0.57 0.54 0.56", backbone=ALEX),
-                R("AVCE (R18)", "avce", "0.148 0.152 0.798 0.78 0.600 0.57 0.552 -",
+                R("CAF (R18)", "0.22 0.20 0.70 0.76 0.57 0.57 0.55 0.56", backbone=R18),
+                R("CAF (AL)", "0.24 0.21 0.68 0.78 0.55 0.57 0.54 0.56", backbone=ALEX),
+                R("AVCE (R18)", "0.148 0.152 0.798 0.78 0.600 0.57 0.552 -",
                   backbone=R18),
-                R("AVCE (AL)", "avce", "0.154 0.154 0.849 0.795 0.713 0.632 0.682 0.594",
+                R("AVCE (AL)", "0.154 0.154 0.849 0.795 0.713 0.632 0.682 0.594",
                   backbone=ALEX),
                 baseline_row(8),
             ),
@@ -327,11 +345,11 @@ _P004 = Paper(
             source="Kim & Song (AVCE), Table 3",
             columns=(*_va_cols("ccc"), Col("Mean CCC", "mean_ccc", "va", 1.0, 3)),
             rows=(
-                R("ConvGRU [5]", None, "0.398 0.503 0.450"),
-                R("Self-Attention [50]", None, "0.419 0.505 0.462"),
-                R("Sanchez et al. [42] (prior best)", None, "0.438 0.498 0.468"),
-                R("AVCE (R18)", "avce", "0.484 0.513 0.499", backbone=R18),
-                R("AVCE (AL)", "avce", "0.496 0.500 0.498", backbone=ALEX),
+                R("ConvGRU [5]", "0.398 0.503 0.450"),
+                R("Self-Attention [50]", "0.419 0.505 0.462"),
+                R("Sanchez et al. [42] (prior best)", "0.438 0.498 0.468"),
+                R("AVCE (R18)", "0.484 0.513 0.499", backbone=R18),
+                R("AVCE (AL)", "0.496 0.500 0.498", backbone=ALEX),
                 baseline_row(3),
             ),
             note="The transcription of Table 3 available here is garbled; the V and A values "
@@ -344,15 +362,15 @@ _P004 = Paper(
             source="Kim & Song (AVCE), Table 4",
             columns=_va_cols("ccc"),
             rows=(
-                R("InfoNCE in place of L_AVCE, similarity f", "avce_infonce", "0.637 0.546"),
-                R("InfoNCE in place of L_AVCE, similarity f2", "avce_infonce_f2", "0.651 0.550"),
-                R("Barlow Twins in place of L_AVCE, similarity f", "avce_barlow", "0.653 0.566"),
-                R("Barlow Twins in place of L_AVCE, similarity f2", "avce_barlow_f2",
+                R("InfoNCE in place of L_AVCE, similarity f", "0.637 0.546"),
+                R("InfoNCE in place of L_AVCE, similarity f2", "0.651 0.550"),
+                R("Barlow Twins in place of L_AVCE, similarity f", "0.653 0.566"),
+                R("Barlow Twins in place of L_AVCE, similarity f2",
                   "0.656 0.554"),
-                R("AVCE without L_dis", "avce_no_dis", "0.642 0.548"),
-                R("AVCE with f", "avce", "0.682 0.594"),
-                R("AVCE with f1", "avce_f1", "0.640 0.577"),
-                R("AVCE with f2", "avce_f2", "0.691 0.581"),
+                R("AVCE without L_dis", "0.642 0.548"),
+                R("AVCE with f", "0.682 0.594"),
+                R("AVCE with f1", "0.640 0.577"),
+                R("AVCE with f2", "0.691 0.581"),
             ),
         ),
     ),
