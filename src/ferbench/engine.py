@@ -182,6 +182,7 @@ class Trainer:
         self.checkpoint_step = 0                     # step of the checkpoint on disk (0: none)
         self.tb: Any = None
         self.probes: dict[str, dict[str, Any]] = {}   # encoder probes before fine-tuning (train --pretrained)
+        self.probe_p = float("nan")                   # p of "pretrained probe beats random" (paired)
         self.t_start = time.perf_counter()
 
         method.to(device)
@@ -631,6 +632,9 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
             raise FerbenchError(f"{args.pretrained}: encoder does not fit method {args.method!r} "
                                 f"({str(err).splitlines()[0]})") from None
         trainer.probes = {"random": random_probe, "pretrained": encoder_probe(trainer)}
+        truth = (data.va if data.task == "va" else data.label)[data.indices["test"]]
+        trainer.probe_p = probe.paired_probe_test(trainer.probes["pretrained"]["pred"], random_probe["pred"],
+                                                  truth, data.task)
         log("encoder probe (kNN, k=%d, cosine; pretrained / random): %s" % (probe.K, ", ".join(
             f"{key} {trainer.probes['pretrained'][key]:.4f} / {value:.4f}"
             for key, value in probe.public(random_probe).items())))
@@ -696,7 +700,7 @@ def main_train(args: argparse.Namespace) -> int:
         "extra": method.extra_metrics(),
     })
     if trainer.probes:
-        result["probe"] = {"k": probe.K, "metric": "cosine",
+        result["probe"] = {"k": probe.K, "metric": "cosine", "p_pretrained_better": trainer.probe_p,
                            **{name: probe.public(scores) for name, scores in trainer.probes.items()}}
     io.write_parquet(out / "predictions.parquet", table)
     io.write_parquet(out / "embeddings.parquet", embeddings)

@@ -55,12 +55,22 @@ def knn_probe(bank: np.ndarray, bank_targets: np.ndarray, queries: np.ndarray,
               query_targets: np.ndarray, task: str, k: int = K) -> dict[str, Any]:
     """Scores of the kNN probe, plus its per-query predictions (``pred``, not for JSON)."""
     pred = knn_predict(bank, bank_targets, queries, task, k)
+    spread = {"feature_std": feature_std(queries)}
     if task == "va":
         truth = np.asarray(query_targets, dtype=np.float64)
         return {"knn_ccc_valence": M.ccc(truth[:, 0], pred[:, 0]),
-                "knn_ccc_arousal": M.ccc(truth[:, 1], pred[:, 1]), "pred": pred}
+                "knn_ccc_arousal": M.ccc(truth[:, 1], pred[:, 1]), **spread, "pred": pred}
     truth = np.asarray(query_targets)
-    return {"knn_accuracy": float(np.mean(pred == truth)), "pred": pred}
+    return {"knn_accuracy": float(np.mean(pred == truth)), **spread, "pred": pred}
+
+
+def feature_std(features: np.ndarray) -> float:
+    """Mean over dimensions of the std of the L2-normalised features (solo-learn's collapse
+    monitor): 0 for a collapsed encoder (one point for every input); about 1/sqrt(D) for
+    features spread over the sphere."""
+    x = np.asarray(features, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return float(x.std(axis=0).mean()) if len(x) > 1 else 0.0
 
 
 def paired_probe_test(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, task: str) -> float:
