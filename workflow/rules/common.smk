@@ -292,6 +292,8 @@ def job_config(wildcards, stage="train"):
         "budgets": {config["budget"]: {k: v for k, v in BUDGET.items() if k != "folds"}},
         "methods": {method: block},
         "metrics": config.get("metrics", {}),
+        # where synthetic data live: the job records whether its dataset root is synthetic
+        "synthetic": {"out": SYNTHETIC["out"]},
     }
     return json.dumps(sliced, sort_keys=True)
 
