@@ -704,7 +704,7 @@ def _fit(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, Any],
     return trainer, settings, log, out
 
 
-def job_provenance(trainer: Trainer, settings: dict[str, Any]) -> dict[str, Any]:
+def job_provenance(trainer: Trainer, settings: dict[str, Any], wall_s: float) -> dict[str, Any]:
     """metrics.json ``provenance``: the data and software (provenance.run_provenance), the
     hardware, the wall time and the training throughput of this attempt."""
     threads = torch.get_num_threads()
@@ -713,7 +713,7 @@ def job_provenance(trainer: Trainer, settings: dict[str, Any]) -> dict[str, Any]
         "hardware": {"device": str(trainer.device), "threads": threads,
                      "device_name": (torch.cuda.get_device_name(trainer.device)
                                      if trainer.cuda else None)},
-        "wall_s": round(trainer.wall_s, 3),
+        "wall_s": wall_s,
         "train_images_per_s": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 2),
     }
 
@@ -746,7 +746,7 @@ def main_train(args: argparse.Namespace) -> int:
         f"validation included)")
     log.save()
     result["inputs"] = settings["inputs"]  # what doctor checks the result against
-    result["provenance"] = job_provenance(trainer, settings)
+    result["provenance"] = job_provenance(trainer, settings, result["wall_s"])
     io.write_json(out / "metrics.json", result)  # last: its presence means the job finished
     _clear_final(out, (CHECKPOINT,))  # finished: a rerun (changed config) starts afresh
     return 0
@@ -762,13 +762,14 @@ def main_pretrain(args: argparse.Namespace) -> int:
         "provenance": encoder_provenance(args.dataset, args.fold, settings["all_subjects"],
                                          trainer.data.folds, trainer.data.subject_mask),
     })
+    wall_s = round(trainer.wall_s, 3)
     result = {
         **_common(args), "stage": "pretrain", "task": trainer.data.task,
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
-        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "steps": trainer.step, "wall_s": wall_s, "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
         "extra": method.extra_metrics(), "inputs": settings["inputs"],
-        "provenance": job_provenance(trainer, settings),
+        "provenance": job_provenance(trainer, settings, wall_s),
     }
     trainer.write_log_csv()
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))
