@@ -471,3 +471,10 @@ def test_settings_json_and_provenance(tmp_path: Path) -> None:
     assert prov["software"]["torch"] == torch.__version__
     assert prov["hardware"] == {"device": "cpu", "threads": 1, "device_name": None}
     assert prov["train_images_per_s"] > 0 and prov["wall_s"] == result["wall_s"]
+    # the report reads both back: real data with its cache fingerprint, input size and epochs
+    from ferbench.report.runs import load_run
+
+    run = load_run(out / "metrics.json")
+    fingerprint = prov["data"]["cache_fingerprint"]   # the fake cache is older than fingerprints
+    assert run.data == f"real: fake ({fingerprint[:12] if fingerprint else 'no fingerprint'})"
+    assert (run.image_size, run.epochs) == (32, 2)
