@@ -477,4 +477,4 @@ def test_settings_json_and_provenance(tmp_path: Path) -> None:
     run = load_run(out / "metrics.json")
     fingerprint = prov["data"]["cache_fingerprint"]   # the fake cache is older than fingerprints
     assert run.data == f"real: fake ({fingerprint[:12] if fingerprint else 'no fingerprint'})"
-    assert (run.image_size, run.epochs) == (32, 2)
+    assert (run.image_size, run.epochs, run.protocol) == (32, 2, "kfold, 3 folds")

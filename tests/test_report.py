@@ -546,24 +546,38 @@ def real(dataset: str, fingerprint: str = "abcdef0123456789") -> dict:
                      "cache_fingerprint": fingerprint}}
 
 
+TEN = ("kfold", 10)   # GCNet's protocol: 10-fold subject-independent
+
+
 def test_delta_only_for_real_data_on_the_papers_backbone_and_input(tmp_path):
     """One rule for every paper table: Δ where ours ran on real data of the paper's dataset, its
     backbone and its input size; otherwise the cell says why not."""
     runs = tmp_path / "runs"
     for fold, acc in enumerate([0.95, 0.85]):   # mean 90.00 - 97.93 = -7.93
         write_run(runs, "ckplus", "gcnet_s1r1", fold, metrics={"accuracy": acc, "macro_f1": acc},
-                  backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10})
+                  backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10, "protocol": TEN})
     write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
-              provenance=real("ckplus"), settings={"image_size": 64, "epochs": 15})
+              provenance=real("ckplus"), settings={"image_size": 64, "epochs": 15, "protocol": TEN})
     write_run(runs, "ckplus", "gcnet_s1r0", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
-              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 32, "epochs": 10})
+              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 32, "epochs": 10, "protocol": TEN})
     write_run(runs, "ckplus", "gcnet_s0r1", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
               backbone="cnn3", provenance=real("ckplus"))              # no settings.json
+    write_run(runs / "five", "ckplus", "cnn_baseline", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance=real("ckplus"),
+              settings={"image_size": 64, "epochs": 10, "protocol": ("kfold", 5)})
     write_run(runs, "ckplus", "gcnet_s0r0", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
               backbone="cnn3", provenance={"data": {"origin": "synthetic"}},
-              settings={"image_size": 64, "epochs": 10})
+              settings={"image_size": 64, "epochs": 10, "protocol": TEN})
+    write_run(runs, "fer2013", "supervised", 0, metrics={"accuracy": 0.6, "macro_f1": 0.6},
+              provenance=real("fer2013"),
+              settings={"image_size": 48, "epochs": 3, "protocol": ("official", None)})
     code, out = run_aggregate(tmp_path, runs)
     assert code == 0
+    fer = (out["tables"] / "paper_000.md").read_text()
+    hf = md_header(fer, "Method (paper)")
+    assert md_row(fer, "InceptionV1-full_FT (no contrastive pretraining)")[hf.index("Top-1 acc (%) Δ")] \
+        == "backbone differs: smallcnn vs InceptionV1"
+    assert not fer.startswith(BANNER)
     md = (out["tables"] / "paper_003.md").read_text()
     ck7 = md.split("## CK+, 7 expressions")[1].split("## ")[0]
     h = md_header(ck7, "Method (paper)")
@@ -572,9 +586,9 @@ def test_delta_only_for_real_data_on_the_papers_backbone_and_input(tmp_path):
     assert s1r1[delta] == "-7.93"
     assert s1r1[h.index("Ours: data")] == "real: ckplus (abcdef012345)"
     assert s1r1[h.index("Ours: input")] == "64 px" and s1r1[h.index("Ours: epochs")] == "10"
-    assert md_row(ck7, "CNN (baseline)")[delta] == "backbone differs: smallcnn vs 3-conv CNN"
+    assert md_row(ck7, "CNN (baseline)")[delta] == "protocol kfold, 5 folds vs kfold, 10 folds"
     assert md_row(ck7, "GCNet S1R0")[delta] == "input 32 px vs 64 px"
-    assert md_row(ck7, "GCNet S0R1")[delta] == "input size not recorded"
+    assert md_row(ck7, "GCNet S0R1")[delta] == "protocol not recorded"
     assert md_row(ck7, "GCNet S0R0")[delta] == "synthetic"
     assert md.startswith(BANNER)                     # one synthetic row heads the file with it
     csv = pd.read_csv(out["tables"] / "paper_003.csv")
@@ -594,7 +608,7 @@ def test_delta_only_for_real_data_on_the_papers_backbone_and_input(tmp_path):
 def test_all_real_tables_have_no_banner_and_synthetic_ones_do(tmp_path):
     runs = tmp_path / "runs"
     write_run(runs, "ckplus", "gcnet_s1r1", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
-              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10})
+              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10, "protocol": TEN})
     write_run(runs, "fer2013", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
               provenance={"data": {"origin": "synthetic"}}, settings={"image_size": 48, "epochs": 3})
     code, out = run_aggregate(tmp_path, runs)

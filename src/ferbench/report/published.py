@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 R18, ALEX = "resnet18", "alexnet_reduced"   # our backbone names for the papers' "R18" / "AL"
 #: how the papers name the backbones of their R18 / AL rows
 PAPER_BACKBONE = {R18: "ResNet18", ALEX: "AlexNet"}
+#: the papers' protocols, as runs.protocol_label names ours: official train/test splits, and
+#: AFEW-VA's 5:1 cross-validation (6 subject-group folds)
+OFFICIAL, AFEWVA_CV = "official split", "group_kfold, 6 folds"
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class Block:
     backbone: str | None = None
     backbone_label: str = ""
     input_px: int | None = None
+    protocol: str | None = None   # as runs.protocol_label names it, e.g. "kfold, 10 folds"
 
     def __post_init__(self) -> None:
         for row in self.rows:
@@ -127,7 +131,7 @@ _P000 = Paper(
             R("CT512_1-FC_only (Method 1)", "triplet_m1_fc_only", "41.96"),
             R("CT512_2-FC_only (Method 1 then 2)", "triplet_m12_fc_only", "42.21"),
         ),
-        backbone="inception_v1", backbone_label="InceptionV1",
+        backbone="inception_v1", backbone_label="InceptionV1", protocol=OFFICIAL,
         note="Paper backbone InceptionV1. Top block: Kaggle leaderboard entries; middle: "
              "InceptionV1 without contrastive pretraining; last: contrastive pretraining.",
     ),),
@@ -173,7 +177,7 @@ _P001 = Paper(
               ("ssl_all", "ssl_timeaug_hardneg_faceswap_maskfn"),
               "59.3 59.3 0.595 0.435 0.502 0.372"),
         ),
-        backbone="resnet50", backbone_label="ResNet-50",
+        backbone="resnet50", backbone_label="ResNet-50", protocol=OFFICIAL,
         note="Paper: ResNet-50 pretrained on VoxCeleb1 face tracks, full fine-tune.",
     ),),
     notes=("Rows (a)-(g) are the poster's strategy combinations, read from its check marks; the "
@@ -192,7 +196,7 @@ _P002 = Paper(
         Block(
             title="AffectNet valence/arousal",
             dataset="affectnet",
-            source="Kim & Song (CAF), quantitative results on AffectNet",
+            source="Kim & Song (CAF), quantitative results on AffectNet", protocol=OFFICIAL,
             columns=_va_cols("rmse", "pcc", "ccc", digits=4),
             rows=(
                 R("Mollahosseini, Hasani, and Mahoor 2017 (AlexNet)", None,
@@ -215,7 +219,7 @@ _P002 = Paper(
             title="AFEW-VA (5:1 cross-validation)",
             dataset="afewva",
             source="CAF rows of AVCE (Kim & Song, ECCV 2022), Table 1",
-            columns=_AFEWVA_COLS, input_px=224,
+            columns=_AFEWVA_COLS, input_px=224, protocol=AFEWVA_CV,
             rows=(
                 R("CAF (R18)", "caf", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
                 R("CAF (AL)", "caf", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
@@ -237,6 +241,7 @@ def _gcnet_block(title: str, dataset: str, classes: int, table: str, values: str
         title=title, dataset=dataset, num_classes=classes,
         source=f"Kim et al. (GCNet), {table}",
         columns=(_acc(),), backbone="cnn3", backbone_label="3-conv CNN", input_px=64,
+        protocol="kfold, 10 folds",
         rows=(
             *(R(label, None, value) for label, value in references),
             R("CNN (baseline)", ("cnn_baseline", "supervised"), baseline),
@@ -291,7 +296,7 @@ _P004 = Paper(
         Block(
             title="AFEW-VA (5:1 cross-validation)",
             dataset="afewva",
-            source="Kim & Song (AVCE), Table 1", input_px=224,
+            source="Kim & Song (AVCE), Table 1", input_px=224, protocol=AFEWVA_CV,
             columns=_AFEWVA_COLS,
             rows=(
                 R("Static: Kossaifi et al. [24]", None, "0.27 0.23 - - 0.41 0.45 - -"),
@@ -334,7 +339,7 @@ _P004 = Paper(
         Block(
             title="Aff-Wild2 validation set, CCC",
             dataset="affwild2",
-            source="Kim & Song (AVCE), Table 3", input_px=224,
+            source="Kim & Song (AVCE), Table 3", input_px=224, protocol=OFFICIAL,
             columns=(*_va_cols("ccc"), Col("Mean CCC", "mean_ccc", "va", 1.0, 3)),
             rows=(
                 R("ConvGRU [5]", None, "0.398 0.503 0.450"),

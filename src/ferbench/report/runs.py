@@ -83,6 +83,7 @@ class Run:
     extra: dict[str, Any] = field(default_factory=dict)
     image_size: int | None = None   # from settings.json
     epochs: int | None = None       # from settings.json
+    protocol: str | None = None     # from settings.json: protocol_label of its kind and folds
     provenance: dict[str, Any] = field(default_factory=dict)
     group: str = ""      # table key: dataset, or dataset_{k}cls when class counts differ
     variant: str = ""    # row key: method, or method@backbone when backbones differ
@@ -136,7 +137,7 @@ def load_run(path: Path) -> Run:
     if data is None:
         data = extra.get("data", obj.get("data"))
         data = str(data) if data else "unspecified"
-    image_size, epochs = _settings_sizes(Path(path).with_name("settings.json"))
+    image_size, epochs, protocol = _settings_sizes(Path(path).with_name("settings.json"))
     classes = confusion = None
     if task == "classification":
         classes = obj["classes"]
@@ -159,7 +160,8 @@ def load_run(path: Path) -> Run:
                backbone=obj["backbone"], budget=obj["budget"], data=data, metrics=metrics,
                legacy=legacy, classes=classes, confusion=confusion, n_train=int(obj["n_train"]),
                n_test=int(obj["n_test"]), steps=int(obj["steps"]), wall_s=float(obj["wall_s"]),
-               extra=extra, image_size=image_size, epochs=epochs, provenance=provenance)
+               extra=extra, image_size=image_size, epochs=epochs, protocol=protocol,
+               provenance=provenance)
 
 
 def provenance_label(dataset: str, data: dict[str, Any]) -> str | None:
@@ -173,12 +175,18 @@ def provenance_label(dataset: str, data: dict[str, Any]) -> str | None:
     return None
 
 
-def _settings_sizes(path: Path) -> tuple[int | None, int | None]:
-    """(input size, epochs) from a run's settings.json; (None, None) when it has none."""
+def protocol_label(kind: str, folds: Any = None) -> str:
+    """"official split" or "<kind>, <k> folds": how tables name an evaluation protocol."""
+    return "official split" if kind == "official" else f"{kind}, {folds} folds"
+
+
+def _settings_sizes(path: Path) -> tuple[int | None, int | None, str | None]:
+    """(input size, epochs, protocol label) from a run's settings.json; all None without one;
+    the protocol None when the file does not record it."""
     try:
         obj = json.loads(path.read_text())
     except FileNotFoundError:
-        return None, None
+        return None, None, None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
         raise FerbenchError(f"{path}: not valid JSON ({err})") from None
     values = []
@@ -190,7 +198,15 @@ def _settings_sizes(path: Path) -> tuple[int | None, int | None]:
         if not _is_int(value):
             raise FerbenchError(f"{path}: train.{key}.value: expected an integer, got {value!r}")
         values.append(int(value))
-    return values[0], values[1]
+    protocol = obj.get("protocol") if isinstance(obj, dict) else None
+    label = None
+    if protocol is not None:
+        try:
+            label = protocol_label(str(protocol["kind"]["value"]),
+                                   (protocol.get("folds") or {}).get("value"))
+        except (KeyError, TypeError, AttributeError):
+            raise FerbenchError(f"{path}: protocol: expected {{kind: {{value}}, folds: {{value}}}}") from None
+    return values[0], values[1], label
 
 
 def _metric_dict(path: Path, name: str, value: Any, required: tuple[str, ...]) -> dict[str, float]:
@@ -297,7 +313,7 @@ def scores_frame(runs: list[Run]) -> pd.DataFrame:
                 "run": i, "group": r.group, "dataset": r.dataset, "task": r.task,
                 "num_classes": r.num_classes, "method": r.method, "backbone": r.backbone,
                 "variant": r.variant, "fold": r.fold, "seed": r.seed, "data": r.data,
-                "image_size": r.image_size, "epochs": r.epochs,
+                "image_size": r.image_size, "epochs": r.epochs, "protocol": r.protocol,
                 "budget": r.budget, "metric": metric, "value": value,
             })
     frame = pd.DataFrame(rows)

@@ -45,8 +45,9 @@ BANNER = ("> **Synthetic data.** Rows whose data say *synthetic* ran on procedur
           "the methods. They are never compared with published numbers.\n")
 #: the comparability rule, as the paper tables state it
 RULE_TEXT = ("Δ is printed only where ours ran on real data of the paper's dataset (the block's "
-             "dataset and class count select the runs), on the paper's backbone and at its input "
-             "size where the paper gives them; elsewhere the Δ cell says why not.")
+             "dataset and class count select the runs), under the paper's protocol, on its "
+             "backbone and at its input size where the paper gives them; elsewhere the Δ cell "
+             "says why not.")
 
 
 def describe_data(labels: set[str]) -> str:
@@ -62,16 +63,23 @@ def is_synthetic(labels: set[str]) -> bool:
 
 
 def why_not_comparable(block: Block, row: Row, data: set[str], backbones: set[str],
-                       sizes: set) -> str:
+                       sizes: set, protocols: set | None = None) -> str:
     """Why ours may not be set against the paper's number on this row ("" when it may): one
-    rule for every paper table. Real data of the block's dataset (the runs' own record),
-    the paper's backbone (the row's, else the block's), the paper's input size (where known)."""
+    rule for every paper table. Real data of the block's dataset (the runs' own record), the
+    paper's protocol, backbone (the row's, else the block's) and input size (each where the
+    paper's is known)."""
     data = {str(d) for d in data}
     if any("synthetic" in d for d in data):
         return "synthetic"
     real = {d for d in data if d == "real" or d.startswith(f"real: {block.dataset} ")}
     if not data or real != data:
         return "data not recorded" if data <= {"unspecified"} else "not real data of " + block.dataset
+    if block.protocol:
+        recorded = {p for p in (protocols or set()) if isinstance(p, str)}
+        if not recorded or len(recorded) < len(protocols or set()):
+            return "protocol not recorded"
+        if recorded != {block.protocol}:
+            return f"protocol {' / '.join(sorted(recorded))} vs {block.protocol}"
     paper = row.backbone or block.backbone
     if paper and backbones != {paper}:
         label = PAPER_BACKBONE.get(row.backbone or "", "") or block.backbone_label or paper
@@ -384,8 +392,9 @@ def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
         group=next(iter(groups)) if len(groups) == 1 else None,
         variant=next(iter(variants)) if len(variants) == 1 else None,
         sizes=sizes_text(sizes, "px"), epochs=sizes_text(epochs),
-        why_not=why_not_comparable(block, row, set(used_rows["data"]),
-                                   set(used_rows["backbone"]), set(sizes)) if used else "")
+        why_not=why_not_comparable(
+            block, row, set(used_rows["data"]), set(used_rows["backbone"]), set(sizes),
+            set(per_run["protocol"]) if "protocol" in per_run else set()) if used else "")
 
 
 def _baseline(prows: list[PaperRow]) -> PaperRow | None:
