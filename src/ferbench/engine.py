@@ -330,7 +330,7 @@ class Trainer:
             "rng": rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
             "acc": {"sums": {k: v.cpu() for k, v in self.acc_sums.items()}, "count": self.acc_count},
             "epoch_acc": {"sums": {k: v.cpu() for k, v in self.epoch_sums.items()},
-                          "count": self.epoch_count, "images": self.epoch_images},
+                          "count": self.epoch_count},
             "log_rows": copy.deepcopy(self.log_rows),
             "last_losses": dict(self.last_losses),
             "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
@@ -367,9 +367,10 @@ class Trainer:
         self.batches = None if state["batches"] is None else [b.numpy() for b in state["batches"]]
         self.acc_sums = {k: v.to(self.device) for k, v in state["acc"]["sums"].items()}
         self.acc_count = int(state["acc"]["count"])
-        epoch_acc = state.get("epoch_acc") or {"sums": {}, "count": 0, "images": 0}
+        # the epoch's loss means span the resume; its images/s counts this attempt's images only
+        epoch_acc = state.get("epoch_acc") or {"sums": {}, "count": 0}
         self.epoch_sums = {k: v.to(self.device) for k, v in epoch_acc["sums"].items()}
-        self.epoch_count, self.epoch_images = int(epoch_acc["count"]), int(epoch_acc["images"])
+        self.epoch_count, self.epoch_images = int(epoch_acc["count"]), 0
         self.log_rows = list(state["log_rows"])
         self.last_losses = dict(state.get("last_losses") or {})
         self.wall_before = float(state["wall_s"])
@@ -466,7 +467,8 @@ class Trainer:
     def epoch_line(self, epoch_seconds: float, extra: dict[str, Any]) -> str:
         """One run.log line per epoch: stage, epoch/total, the epoch's mean loss terms,
         training images/s (validation excluded), elapsed time and the ETA at this attempt's
-        pace. A resumed epoch's means cover the steps since the checkpoint it resumed from."""
+        pace. A resumed epoch's means cover the whole epoch (kept in the checkpoint), its
+        images/s this attempt's share."""
         losses = {}
         if self.epoch_count:
             keys = sorted(self.epoch_sums)
