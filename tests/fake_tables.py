@@ -92,7 +92,11 @@ def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *
               task: str = "classification", metrics: dict, legacy: dict | None = None,
               classes: list[str] | None = None, confusion=None, backbone: str = "smallcnn",
               budget: str = "demo", data: str | None = "synthetic", drop: tuple = (),
-              extra: dict | None = None) -> Path:
+              extra: dict | None = None, provenance: dict | None = None,
+              settings: dict | None = None) -> Path:
+    """A run folder as the engine writes it: metrics.json (``provenance`` as its key of that
+    name), and settings.json when ``settings`` ({image_size, epochs, protocol: (kind, folds)})
+    is given."""
     obj = {"dataset": dataset, "method": method, "fold": fold, "seed": seed, "task": task,
            "metrics": metrics, "n_train": 100, "n_test": 20, "steps": 50, "wall_s": 1.5,
            "budget": budget, "backbone": backbone,
@@ -104,10 +108,20 @@ def write_run(root: Path, dataset: str, method: str, fold: int, seed: int = 0, *
             [3 if i == j else 0 for j in range(len(classes))] for i in range(len(classes))]
     if legacy is not None:
         obj["legacy_metrics"] = legacy
+    if provenance is not None:
+        obj["provenance"] = provenance
     for key in drop:
         obj.pop(key)
     path = root / dataset / method / f"fold{fold}" / f"seed{seed}" / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        settings = dict(settings)
+        protocol = settings.pop("protocol", None)
+        train = {k: {"value": v, "from": "budget: budgets.demo." + k} for k, v in settings.items()}
+        written = {"train": train}
+        if protocol is not None:
+            written["protocol"] = {"kind": {"value": protocol[0]}, "folds": {"value": protocol[1]}}
+        (path.parent / "settings.json").write_text(json.dumps(written))
     path.write_text(json.dumps(obj))   # json writes NaN as NaN, as the engine's json.dumps does
     return path
 

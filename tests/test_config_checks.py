@@ -210,7 +210,7 @@ def test_validate_config_checks_configfile_overrides_merged_over_params_yaml(tmp
     override = tmp_path / "more_memory.yaml"
     override.write_text("resources:\n  train: {mem_mb: 32000}\nbudgets:\n  demo: {lr: 0.01}\n")
     assert cli.main(["validate-config", params, str(override)]) == 0
-    assert capsys.readouterr().out.strip() == f"{params} + {override}: valid"
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"{params} + {override}: valid"
     override.write_text("resources:\n  train: {threads: 0}\n")
     assert cli.main(["validate-config", params, str(override)]) == 2
     err = capsys.readouterr().err.strip()
@@ -406,3 +406,75 @@ def test_shipped_caf_paper_schedule_is_50k_iterations_on_affectnet_and_afewva():
         assert (on["afewva"]["epochs"], on["affectnet"]["epochs"]) == (256, 22)
         iterations = on["affectnet"]["epochs"] * -(-287_651 // on["affectnet"]["batch_size"])
         assert 45_000 <= iterations <= 55_000
+
+
+# -- no silent skip ----------------------------------------------------------------------------
+def test_a_run_name_that_runs_on_no_dataset_is_an_error_naming_it(capsys):
+    config = copy.deepcopy(PARAMS)
+    config["methods"]["extra_run"] = {"class": "supervised"}
+    config["run"]["methods"].append("extra_run")   # every run dataset has its own methods list
+    with pytest.raises(FerbenchError) as err:
+        check_config(config, "params.yaml")
+    text = str(err.value)
+    assert text.startswith("params.yaml: run.methods: 'extra_run' runs on no dataset")
+    assert "not in datasets.ckplus.methods" in text and "run.allow_unused" in text
+    config["run"]["allow_unused"] = True
+    check_config(config, "params.yaml")
+    assert "warning: params.yaml: run.methods: 'extra_run' runs on no dataset" in capsys.readouterr().err
+
+
+def test_validate_config_allow_unused_option(tmp_path, capsys):
+    config = copy.deepcopy(PARAMS)
+    config["methods"]["extra_run"] = {"class": "supervised"}
+    config["run"]["methods"].append("extra_run")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["validate-config", str(path)]) == 2
+    assert "'extra_run' runs on no dataset" in capsys.readouterr().err
+    assert cli.main(["validate-config", str(path), "--allow-unused"]) == 0
+    captured = capsys.readouterr()
+    assert "warning:" in captured.err and captured.out.strip().endswith("valid")
+
+
+def test_validate_config_checks_dataset_roots(tmp_path, capsys, monkeypatch):
+    from ferbench.config import check_roots
+    from ferbench.synthetic import SyntheticConfig, write_layout
+
+    monkeypatch.chdir(tmp_path)
+    config = copy.deepcopy(PARAMS)
+    config["run"]["datasets"] = ["ckplus"]
+    config["run"]["allow_unused"] = True   # the other datasets' runs
+    config["synthetic"]["out"] = str(tmp_path / "synthetic")
+    # inside synthetic.out and not written yet: the workflow writes it
+    config["datasets"]["ckplus"]["root"] = str(tmp_path / "synthetic" / "ckplus")
+    assert "synthetic, written by the workflow" in check_roots(config)[0]
+    # a real root that does not exist
+    config["datasets"]["ckplus"]["root"] = str(tmp_path / "CK+")
+    with pytest.raises(FerbenchError, match=r"^params.yaml: datasets.ckplus.root: '.*CK\+' does not exist$"):
+        check_roots(config)
+    # exists, but is not a CK+ layout
+    (tmp_path / "CK+" / "images").mkdir(parents=True)
+    with pytest.raises(FerbenchError, match=r"datasets.ckplus.root: .*not a CK\+ layout"):
+        check_roots(config)
+    # a CK+ layout (written by the synthesizer) outside synthetic.out is recognised
+    write_layout("ckplus", tmp_path / "copy", SyntheticConfig(subjects=2, frames=2, size=32,
+                                                               layouts=("ckplus",)))
+    config["datasets"]["ckplus"]["root"] = str(tmp_path / "copy" / "ckplus")
+    assert check_roots(config) == [f"ckplus: {tmp_path / 'copy' / 'ckplus'} (original)"]
+    path = tmp_path / "params.yaml"
+    config["datasets"]["ckplus"]["root"] = str(tmp_path / "CK+")
+    path.write_text(yaml.safe_dump(config))
+    assert cli.main(["validate-config", str(path)]) == 2
+    assert "datasets.ckplus.root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layout", ["fer2013", "affectnet", "afewva", "oulu"])
+def test_each_reader_recognises_its_synthetic_layout_and_refuses_another(tmp_path, layout):
+    from ferbench.datasets import get_reader
+    from ferbench.synthetic import SyntheticConfig, write_layout
+
+    write_layout(layout, tmp_path, SyntheticConfig(subjects=2, frames=2, size=32, layouts=(layout,)))
+    assert get_reader(layout).recognise(tmp_path / layout)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FerbenchError, match="empty: not an? "):
+        get_reader(layout).recognise(tmp_path / "empty")

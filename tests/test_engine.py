@@ -22,7 +22,8 @@ from ferbench.methods import Method, TaskInfo, get_method, method_names
 from ferbench.methods.supervised import Supervised
 
 METRIC_KEYS = {"dataset", "method", "fold", "seed", "task", "classes", "metrics", "confusion",
-               "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra", "inputs"}
+               "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra", "inputs",
+               "provenance"}
 
 
 def run_cli(verb: str, root: Path, config: Path, out: Path, *, method: str = "supervised",
@@ -419,3 +420,61 @@ def test_checkpoint_of_another_config_is_discarded_not_resumed(
     wb = torch.load(broken / "model.pt", weights_only=True)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not (broken / engine.CHECKPOINT).exists()  # finished jobs keep no resume state
+
+
+# -- what a run records about itself -------------------------------------------------------------
+EPOCH_LINE = (r"train epoch (\d+)/(\d+): loss ([0-9.e+-]+); (\d+) images/s; elapsed \S+; "
+              r"ETA \S+(; val_accuracy [0-9.]+, val_macro_f1 [0-9.]+)?$")
+
+
+@pytest.mark.parametrize("kind", ["kfold", "official"])  # official: a validation split
+def test_one_log_line_per_epoch_with_the_epoch_mean_loss(tmp_path: Path, kind: str) -> None:
+    import re
+
+    make_fold_files(tmp_path, subjects=9 if kind == "kfold" else 8, frames=2, n_folds=3, kind=kind)
+    config = write_config(tmp_path, epochs=2, batch_size=8, checkpoint_every=1000)
+    out = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, out) == 0
+    lines = [line.split(" ", 2)[2] for line in (out / "run.log").read_text().splitlines()
+             if " train epoch " in line]
+    found = [re.match(EPOCH_LINE, line) for line in lines]
+    assert all(found), lines
+    assert [(int(m[1]), int(m[2])) for m in found] == [(1, 2), (2, 2)]
+    assert all(bool(m[5]) == (kind == "official") for m in found)
+    # fewer than LOG_EVERY steps per epoch: train_log.csv has one row per epoch, the same mean
+    log = pd.read_csv(out / "train_log.csv")
+    assert len(log) == 2
+    for m, loss in zip(found, log["loss"]):
+        assert float(m[3]) == pytest.approx(loss, rel=1e-3)
+
+
+def test_settings_json_and_provenance(tmp_path: Path) -> None:
+    from ferbench.config import resolved_settings
+
+    make_fold_files(tmp_path, subjects=6, frames=2, n_folds=3)
+    config = write_config(tmp_path, epochs=1, batch_size=8, size=32,
+                          methods={"supervised": {"epochs": 2, "head_dropout": 0.1}})
+    out = tmp_path / "run"
+    assert run_cli("train", tmp_path, config, out) == 0
+    written = json.loads((out / "settings.json").read_text())
+    expected = resolved_settings(load_config(config, validate=False), "fake", "supervised", "train")
+    assert written == json.loads(json.dumps(expected))
+    assert written["train"]["epochs"] == {"value": 2, "from": "method block: methods.supervised.epochs"}
+    assert written["train"]["image_size"] == {"value": 32, "from": "budget: budgets.tiny.image_size"}
+    assert written["hyperparameters"]["head_dropout"]["value"] == 0.1
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["steps"] == 2 * (result["n_train"] // 8)  # settings.json's 2 epochs were trained
+    prov = result["provenance"]
+    assert prov["data"]["root"] == str(tmp_path) and prov["data"]["origin"] == "real"
+    assert prov["data"]["cache_fingerprint"] == result["inputs"]["cache"]["fingerprint"]
+    assert prov["data"]["folds_fingerprint"] == result["inputs"]["folds"]["fingerprint"]
+    assert prov["software"]["torch"] == torch.__version__
+    assert prov["hardware"] == {"device": "cpu", "threads": 1, "device_name": None}
+    assert prov["train_images_per_s"] > 0 and prov["wall_s"] == result["wall_s"]
+    # the report reads both back: real data with its cache fingerprint, input size and epochs
+    from ferbench.report.runs import load_run
+
+    run = load_run(out / "metrics.json")
+    fingerprint = prov["data"]["cache_fingerprint"]   # the fake cache is older than fingerprints
+    assert run.data == f"real: fake ({fingerprint[:12] if fingerprint else 'no fingerprint'})"
+    assert (run.image_size, run.epochs, run.protocol) == (32, 2, "kfold, 3 folds")

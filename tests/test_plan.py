@@ -176,6 +176,7 @@ def test_folds_of_the_budget_that_the_protocol_lacks_are_one_line():
     def too_far(config):
         config["budgets"]["demo"]["folds"] = [7]
         config["run"]["datasets"] = ["afewva"]
+        config["run"]["allow_unused"] = True   # the run names that fit no afewva label
 
     with pytest.raises(FerbenchError, match=r"^budgets\.demo\.folds: none of \[7\] exists in the 6-fold "
                                             r"protocol of afewva$"):

@@ -31,7 +31,7 @@ def test_knn_probe_accuracy_and_k_capped_at_bank_size():
                           "classification")
     assert out["pred"].tolist() == [1, 1]
     assert out["knn_accuracy"] == 0.5
-    assert probe.public(out) == {"knn_accuracy": 0.5}
+    assert probe.public(out) == {"knn_accuracy": 0.5, "feature_std": pytest.approx(1 / 3)}
 
 
 def test_knn_regression_is_the_neighbours_mean_scored_by_ccc():

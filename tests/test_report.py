@@ -16,6 +16,7 @@ from fake_tables import CK_CLASSES, VA, run_aggregate, va, write_run
 
 from ferbench.errors import FerbenchError
 from ferbench.report.published import PAPERS
+from ferbench.report.tables import BANNER
 from ferbench.report.runs import collect_runs, fill_data_from_config, load_run, scores_frame
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -105,12 +106,12 @@ def test_method_test_set_measures_from_extra(done):
     assert "ref_test_samples" not in metrics and "data" not in metrics
     assert ("supervised", "gen_ref_mse_test") not in csv.index
     md = (done["tables"] / "ckplus.md").read_text()
-    assert md_header(md, "Method")[4:] == ["accuracy", "pooled_accuracy", "macro_f1",
+    assert md_header(md, "Method")[6:] == ["accuracy", "pooled_accuracy", "macro_f1",
                                            "gen_ref_mse_test", "identity_ref_mse_test",
-                                           "Significantly better than"]
-    assert md_row(md, "supervised")[7:9] == ["—", "—"]
+                                           "Above chance?", "Significantly better than"]
+    assert md_row(md, "supervised")[9:11] == ["—", "—"]
     # CI: 0.002 ± t(0.975, 1) * 0.00141421 / sqrt(2) = 0.002 ± 12.7062 * 0.001
-    assert md_row(md, "gcnet_s1r1")[7:9] == ["0.00200 ± 0.00141 [-0.01071, 0.01471]",
+    assert md_row(md, "gcnet_s1r1")[9:11] == ["0.00200 ± 0.00141 [-0.01071, 0.01471]",
                                              "0.00400 ± 0.00000 [0.00400, 0.00400]"]
 
 
@@ -134,8 +135,8 @@ def test_pooled_accuracy_beside_the_mean_over_folds(tmp_path):
     assert math.isnan(csv.loc[("supervised", "pooled_accuracy"), "std"])
     md = (out["tables"] / "ckplus.md").read_text()
     header, row = md_header(md, "Method"), md_row(md, "supervised")
-    assert header[4:6] == ["accuracy", "pooled_accuracy"]
-    assert row[4].startswith("0.7000 ± 0.2828") and row[5] == "0.6000"
+    assert header[6:8] == ["accuracy", "pooled_accuracy"]
+    assert row[6].startswith("0.7000 ± 0.2828") and row[7] == "0.6000"
     assert "pooled_accuracy: the accuracy of all runs' test predictions concatenated" in md
     summary = json.loads(out["summary"].read_text())
     assert summary["ckplus"]["supervised"]["accuracy"] == pytest.approx(0.7)
@@ -224,7 +225,7 @@ def test_paper_003_published_beside_ours(done):
     s1r1 = md_row(ck7, "GCNet S1R1")
     assert s1r1[header.index("Accuracy (%) published")] == "97.93"
     assert s1r1[header.index("Accuracy (%) ours")] == "90.00 ± 7.07 [26.47, 153.53]"
-    assert s1r1[header.index("Accuracy (%) Δ")] == "-7.93"
+    assert s1r1[header.index("Accuracy (%) Δ")] == "synthetic"   # never set against the paper
     base = md_row(ck7, "CNN (baseline)")
     assert base[header.index("Accuracy (%) published")] == "96.94"
     assert base[header.index("Ours: method")] == "supervised"      # no cnn_baseline runs
@@ -265,7 +266,7 @@ def test_paper_000_and_001_and_002_and_004(done):
     caf = md_row(afew, "CAF (R18)")
     assert caf[h2.index("RMSE (V) published")] == "0.17"
     assert caf[h2.index("RMSE (V) ours")] == "0.300 ± 0.141 [-0.971, 1.571]"
-    assert caf[h2.index("RMSE (V) Δ")] == "+0.130"
+    assert caf[h2.index("RMSE (V) Δ")] == "synthetic"
     assert caf[h2.index("CCC (A) published")] == "0.54"
     assert md_row(afew, "CAF (AL)")[h2.index("RMSE (V) ours")] == "—"   # no AlexNet runs
     affectnet = md2.split("## AffectNet")[1].split("## ")[0]
@@ -313,7 +314,7 @@ def test_affectnet_expression_and_valence_arousal_runs_fill_one_paper_row(tmp_pa
     assert md_row(affectnet, "CAF (ResNet18)")[h.index("CCC (V) ours")] == "0.3500"
     base = md_row(affectnet, "Supervised baseline (benchmark row, not in the paper)")
     assert base[h.index("CCC (A) ours")] == "0.2000"
-    assert base[h.index("Ours: method")] == "supervised_va"
+    assert base[h.index("Ours: method")].split(" — ")[0] == "supervised_va"
 
 
 # ------------------------------------------------------------------------------ DVC files, figures
@@ -551,3 +552,96 @@ def test_every_published_row_a_method_declares_is_a_row_of_a_paper_table():
     assert row.ours == ("cnn_baseline", "supervised")
     reference = next(r for p in PAPERS for b in p.blocks for r in b.rows if r.label == "LBP-TOP [27]")
     assert reference.ours == ()
+
+
+# ------------------------------------------------------------------------------ provenance and Δ
+def real(dataset: str, fingerprint: str = "abcdef0123456789") -> dict:
+    return {"data": {"dataset": dataset, "root": f"/data/{dataset}", "origin": "real",
+                     "cache_fingerprint": fingerprint}}
+
+
+TEN = ("kfold", 10)   # GCNet's protocol: 10-fold subject-independent
+
+
+def test_delta_only_for_real_data_on_the_papers_backbone_and_input(tmp_path):
+    """One rule for every paper table: Δ where ours ran on real data of the paper's dataset, its
+    backbone and its input size; otherwise the cell says why not."""
+    runs = tmp_path / "runs"
+    for fold, acc in enumerate([0.95, 0.85]):   # mean 90.00 - 97.93 = -7.93
+        write_run(runs, "ckplus", "gcnet_s1r1", fold, metrics={"accuracy": acc, "macro_f1": acc},
+                  backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10, "protocol": TEN})
+    write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              provenance=real("ckplus"), settings={"image_size": 64, "epochs": 15, "protocol": TEN})
+    write_run(runs, "ckplus", "gcnet_s1r0", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 32, "epochs": 10, "protocol": TEN})
+    write_run(runs, "ckplus", "gcnet_s0r1", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance=real("ckplus"))              # no settings.json
+    write_run(runs / "five", "ckplus", "cnn_baseline", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance=real("ckplus"),
+              settings={"image_size": 64, "epochs": 10, "protocol": ("kfold", 5)})
+    write_run(runs, "ckplus", "gcnet_s0r0", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance={"data": {"origin": "synthetic"}},
+              settings={"image_size": 64, "epochs": 10, "protocol": TEN})
+    write_run(runs, "fer2013", "supervised", 0, metrics={"accuracy": 0.6, "macro_f1": 0.6},
+              provenance=real("fer2013"),
+              settings={"image_size": 48, "epochs": 3, "protocol": ("official", None)})
+    code, out = run_aggregate(tmp_path, runs)
+    assert code == 0
+    fer = (out["tables"] / "paper_000.md").read_text()
+    hf = md_header(fer, "Method (paper)")
+    assert md_row(fer, "InceptionV1-full_FT (no contrastive pretraining)")[hf.index("Top-1 acc (%) Δ")] \
+        == "backbone differs: smallcnn vs InceptionV1"
+    assert not fer.startswith(BANNER)
+    md = (out["tables"] / "paper_003.md").read_text()
+    ck7 = md.split("## CK+, 7 expressions")[1].split("## ")[0]
+    h = md_header(ck7, "Method (paper)")
+    delta = h.index("Accuracy (%) Δ")
+    s1r1 = md_row(ck7, "GCNet S1R1")
+    assert s1r1[delta] == "-7.93"
+    assert s1r1[h.index("Ours: data")] == "real: ckplus (abcdef012345)"
+    assert s1r1[h.index("Ours: input")] == "64 px" and s1r1[h.index("Ours: epochs")] == "10"
+    assert md_row(ck7, "CNN (baseline)")[delta] == "protocol kfold, 5 folds vs kfold, 10 folds"
+    assert md_row(ck7, "GCNet S1R0")[delta] == "input 32 px vs 64 px"
+    assert md_row(ck7, "GCNet S0R1")[delta] == "protocol not recorded"
+    assert md_row(ck7, "GCNet S0R0")[delta] == "synthetic"
+    assert md.startswith(BANNER)                     # one synthetic row heads the file with it
+    csv = pd.read_csv(out["tables"] / "paper_003.csv")
+    ck7_csv = csv[csv["block"].str.startswith("CK+, 7")].set_index("row")
+    assert ck7_csv.loc["GCNet S1R1", "diff"] == pytest.approx(90.0 - 97.93)
+    assert ck7_csv.loc["GCNet S1R1", "comparable"] == "yes"
+    assert math.isnan(ck7_csv.loc["GCNet S1R0", "diff"])
+    # the dataset table: input size and epochs beside the backbone, from settings.json
+    ck = (out["tables"] / "ckplus.md").read_text()
+    head = md_header(ck, "Method")
+    assert head[:6] == ["Method", "Backbone", "Input", "Epochs", "Runs", "Data"]
+    assert md_row(ck, "supervised")[1:4] == ["smallcnn", "64 px", "15"]
+    assert md_row(ck, "gcnet_s0r1")[2:4] == ["—", "—"]
+    assert "real: ckplus (abcdef012345)" in ck and ck.startswith(BANNER)
+
+
+def test_all_real_tables_have_no_banner_and_synthetic_ones_do(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ckplus", "gcnet_s1r1", 0, metrics={"accuracy": 0.9, "macro_f1": 0.9},
+              backbone="cnn3", provenance=real("ckplus"), settings={"image_size": 64, "epochs": 10, "protocol": TEN})
+    write_run(runs, "fer2013", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+              provenance={"data": {"origin": "synthetic"}}, settings={"image_size": 48, "epochs": 3})
+    code, out = run_aggregate(tmp_path, runs)
+    assert code == 0
+    tables = out["tables"]
+    assert not (tables / "ckplus.md").read_text().startswith(BANNER)
+    assert not (tables / "paper_003.md").read_text().startswith(BANNER)
+    for name in ("fer2013.md", "paper_000.md"):
+        assert (tables / name).read_text().startswith(BANNER), name
+    assert (tables / "paper_000.tex").read_text().startswith("% SYNTHETIC DATA")
+    md = (tables / "paper_000.md").read_text()
+    h = md_header(md, "Method (paper)")
+    assert md_row(md, "InceptionV1-full_FT (no contrastive pretraining)")[h.index("Top-1 acc (%) Δ")] \
+        == "synthetic"
+
+
+def test_settings_json_that_is_not_valid_names_the_file(tmp_path):
+    path = write_run(tmp_path / "runs", "ckplus", "supervised", 0,
+                     metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    (path.parent / "settings.json").write_text(json.dumps({"train": {"epochs": {"value": 3}}}))
+    with pytest.raises(FerbenchError, match=r"settings.json: missing key train.image_size.value"):
+        load_run(path)

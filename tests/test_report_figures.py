@@ -144,3 +144,23 @@ def test_tsne_passes_over_an_unreadable_embeddings_file_with_a_note(tmp_path: Pa
     assert "fold 1" in captions["ckplus_tsne.png"][1]
     err = capsys.readouterr().err
     assert f"{broken}: not used for the t-SNE figure" in err, err
+
+
+def test_learning_rates_stay_out_of_the_loss_panel() -> None:
+    terms, lrs, vals = figures.log_columns(
+        ["step", "epoch", "lr", "lr_encoder", "lr_head", "loss", "loss_gen", "val_accuracy"])
+    assert terms == ["loss", "loss_gen"]
+    assert lrs == ["lr", "lr_encoder", "lr_head"]
+    assert vals == ["val_accuracy"]
+
+
+def test_loss_axis_is_logarithmic_where_terms_differ_by_orders_of_magnitude() -> None:
+    import pandas as pd
+
+    near = {"a": pd.Series([2.0, 1.5]), "b": pd.Series([0.5, 0.05])}   # medians 1.75 and 0.275
+    assert figures.loss_scale(near) == ("linear", 0.0)
+    far = {"gen": pd.Series([150.0, 140.0]), "cls": pd.Series([1.2, 0.8])}  # 145 / 1.0 >= 100
+    assert figures.loss_scale(far) == ("log", 0.0)
+    crossing = {"avce": pd.Series([-0.02, 0.02]), "av": pd.Series([3.0, 2.0])}   # 2.5 / 0.02
+    assert figures.loss_scale(crossing) == ("symlog", pytest.approx(0.02))
+    assert figures.loss_scale({"only": pd.Series([1e-6, 1e3])}) == ("linear", 0.0)

@@ -115,3 +115,24 @@ def test_report_renders_in_a_headless_browser(report, tmp_path):
     subprocess.run(base + [f"--screenshot={shot}", "--window-size=1400,2000",
                            report["report"].as_uri()], capture_output=True, timeout=120)
     assert shot.read_bytes().startswith(PNG) and shot.stat().st_size > 10_000
+
+
+def test_synthetic_banner_heads_the_page_and_its_tables(tmp_path):
+    from fake_tables import run_aggregate, write_run
+
+    runs = tmp_path / "runs"
+    write_run(runs, "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+              provenance={"data": {"origin": "synthetic"}})
+    code, out = run_aggregate(tmp_path, runs)
+    assert code == 0
+    page = out["report"].read_text()
+    banner = '<blockquote class="banner"><strong>Synthetic data.</strong>'
+    assert page.index(banner) < page.index("<nav>")        # at the top of the page
+    assert page.count(banner) >= 3                         # and over each synthetic table
+    real = tmp_path / "real"
+    write_run(real / "runs", "ckplus", "supervised", 0, metrics={"accuracy": 0.5, "macro_f1": 0.5},
+              provenance={"data": {"origin": "real", "cache_fingerprint": "0123456789abcdef"}})
+    code, out = run_aggregate(real, real / "runs")
+    assert code == 0
+    page = out["report"].read_text()
+    assert banner not in page and "real: ckplus (0123456789ab)" in page

@@ -284,6 +284,7 @@ def test_missing_real_dataset_root_names_its_key(tmp_path):
     def edit(config):
         config["datasets"]["mmi"]["root"] = str(missing)
         config["run"]["datasets"] = ["ckplus", "mmi"]
+        config["run"]["allow_unused"] = True   # the run names of the datasets left out
 
     dag = snakemake("--dry-run", "--configfile", str(write_config(tmp_path, edit)))
     out = dag.stdout + dag.stderr

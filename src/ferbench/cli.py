@@ -120,11 +120,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="CACHE_OR_RESULTS_DIR")
     p.set_defaults(func=_lazy("ferbench.doctor:main"))
 
+    p = verbs.add_parser("settings", help="every setting one job uses, each with the layer "
+                                          "of the config that set it")
+    p.add_argument("dataset", metavar="DATASET")
+    p.add_argument("run", metavar="RUN", help="a run name under methods:")
+    p.add_argument("--stage", choices=("train", "pretrain"), default="train")
+    p.add_argument("--budget", help="budget to resolve (default: the config's `budget`)")
+    p.add_argument("--config", default="params.yaml", help="params file (default: %(default)s)")
+    p.add_argument("--configfile", nargs="+", metavar="F",
+                   help="files given to snakemake --configfile, merged in order over --config")
+    p.add_argument("--json", action="store_true", help="the settings.json object instead of text")
+    p.set_defaults(func=_lazy("ferbench.config:settings_main"))
+
     p = verbs.add_parser("validate-config", help="check params.yaml (and --configfile overrides) "
                                                  "as the workflow does, before any job runs")
     p.add_argument("config", nargs="+", metavar="CONFIG",
                    help="params.yaml, then any files given to snakemake --configfile, merged in "
                         "order as Snakemake merges them (e.g. params.yaml my.yaml)")
+    p.add_argument("--allow-unused", action="store_true",
+                   help="a run name in run.methods that runs on no dataset is a warning, not an "
+                        "error (as the config key run.allow_unused: true)")
     p.set_defaults(func=_lazy("ferbench.config:main"))
     return parser
 

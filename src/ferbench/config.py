@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def load_config(path: str | Path, validate: bool = True) -> dict[str, Any]:
     return config
 
 
-def check_config(config: dict[str, Any], where: str = "params.yaml") -> dict[str, type]:
+def check_config(config: dict[str, Any], where: str = "params.yaml",
+                 allow_unused: bool | None = None) -> dict[str, type]:
     """Every check a config gets before any job runs: ``ferbench validate-config`` and the
     workflow's DAG build both call this, so they accept and reject the same configs.
 
@@ -67,11 +69,81 @@ def check_config(config: dict[str, Any], where: str = "params.yaml") -> dict[str
     numbers), then what needs the registries (imports torch): every method block's class and
     keys, every backbone and optimiser name. Returns the registered class of every run name
     under ``methods:`` (a run may use another that is not in run.methods, e.g. MaskFN's encoder).
+    A run name that runs on no dataset is an error unless ``allow_unused`` (None: the config's
+    ``run.allow_unused``), then a warning on stderr.
     """
     validate_config(config, where)
     classes = check_methods(config, where)
     check_run_tasks(config, classes, where)
+    if allow_unused is None:
+        allow_unused = bool(config["run"].get("allow_unused", False))
+    check_unused_runs(config, classes, where, allow_unused)
     return classes
+
+
+def unused_runs(config: dict[str, Any], classes: dict[str, type]) -> dict[str, list[str]]:
+    """{run name in run.methods that trains on none of run.datasets: why not, per dataset}."""
+    used: set[str] = set()
+    for dataset in config["run"]["datasets"]:
+        used.update(dataset_runs(config, dataset, classes)[0])
+    found = {}
+    for method in config["run"]["methods"]:
+        if method in used:
+            continue
+        reasons = []
+        for dataset in config["run"]["datasets"]:
+            only = config["datasets"][dataset].get("methods")
+            if only is not None:
+                reasons.append(f"not in datasets.{dataset}.methods")
+            else:
+                task = job_task(config, dataset, method, classes[method])
+                reasons.append(f"{dataset} has no {task} labels")
+        found[method] = reasons
+    return found
+
+
+def check_unused_runs(config: dict[str, Any], classes: dict[str, type], where: str,
+                      allow_unused: bool) -> None:
+    """A run name nobody trains is a mistake (a typo in a dataset's list, a forgotten entry)
+    unless the config says it is meant: then one warning line per name."""
+    import sys
+
+    for method, reasons in unused_runs(config, classes).items():
+        text = f"run.methods: {method!r} runs on no dataset ({'; '.join(reasons)})"
+        if not allow_unused:
+            raise FerbenchError(f"{where}: {text}; add it to a dataset's methods list, remove it, "
+                                f"or allow it (run.allow_unused: true, or --allow-unused)")
+        print(f"ferbench: warning: {where}: {text}", file=sys.stderr)
+
+
+def check_roots(config: dict[str, Any], where: str = "params.yaml") -> list[str]:
+    """Each dataset of run.datasets: its root exists and its reader recognises the layout from
+    the first files it looks at (no full read). A root inside ``synthetic.out`` that does not
+    exist yet is fine: the workflow writes it. Returns one note per root checked."""
+    from ferbench.datasets import get_reader
+
+    synthetic_out = Path((config.get("synthetic") or {}).get("out") or "data/synthetic").resolve()
+    notes = []
+    for dataset in config["run"]["datasets"]:
+        root = (config["datasets"][dataset] or {}).get("root")
+        key = f"datasets.{dataset}.root"
+        if not root:
+            raise FerbenchError(f"{where}: {key}: missing")
+        path = Path(root)
+        inside = path.resolve().is_relative_to(synthetic_out)
+        if not path.exists():
+            if inside:
+                notes.append(f"{dataset}: {root} (synthetic, written by the workflow)")
+                continue
+            raise FerbenchError(f"{where}: {key}: {root!r} does not exist")
+        if not path.is_dir():
+            raise FerbenchError(f"{where}: {key}: {root!r} is not a directory")
+        try:
+            layout = get_reader(dataset).recognise(path)
+        except FerbenchError as err:
+            raise FerbenchError(f"{where}: {key}: {err}") from None
+        notes.append(f"{dataset}: {root} ({layout or 'exists; layout checked when read'})")
+    return notes
 
 
 def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
@@ -120,11 +192,38 @@ def _leaves(value: Any, key: str = "") -> Any:
         yield from _leaves(item, f"{key}.{sub}" if key else str(sub))
 
 
+def schedule_layers(config: dict[str, Any], dataset: str, method: str
+                    ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(layer name, dotted key, block) of every layer a job's schedule is built from, lowest
+    first: the budget; the dataset block's ``budgets.<budget>``; the method's block (its
+    ``extends`` resolved, :mod:`ferbench.method_blocks`); the method's ``budgets.<budget>``;
+    that block's ``datasets.<dataset>``. job_settings merges them and ``ferbench settings``
+    names, for each value, the layer it came from: one order."""
+    try:
+        name = config["budget"]
+        budget = config["budgets"][name]
+        config["methods"][method]
+        dataset_block = config["datasets"][dataset] or {}
+    except KeyError as err:
+        raise FerbenchError(f"config: no entry for {err.args[0]!r}") from None
+    block = method_block(config, method)
+    per_dataset = (dataset_block.get("budgets") or {}).get(name) or {}
+    per_budget = (block.get("budgets") or {}).get(name) or {}
+    per_budget_dataset = (per_budget.get("datasets") or {}).get(dataset) or {}
+    return [
+        ("budget", f"budgets.{name}", budget or {}),
+        ("dataset block", f"datasets.{dataset}.budgets.{name}", per_dataset),
+        ("method block", f"methods.{method}", block),
+        ("method budget", f"methods.{method}.budgets.{name}", per_budget),
+        ("method dataset entry", f"methods.{method}.budgets.{name}.datasets.{dataset}",
+         per_budget_dataset),
+    ]
+
+
 def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str, Any]:
-    """Everything one training job needs. Its schedule, each layer over the one before: the
-    budget; the dataset block's ``budgets.<budget>`` (a large dataset's shorter schedule); the
-    method's block (its training keys); the method's ``budgets.<budget>``; that block's
-    ``datasets.<dataset>`` (e.g. CAF's paper epochs on AffectNet). A ``pretrain:`` block in any
+    """Everything one training job needs. Its schedule, each layer of :func:`schedule_layers`
+    over the one before (e.g. a large dataset's shorter schedule in its dataset block, CAF's
+    paper epochs on AffectNet in its method's dataset entry). A ``pretrain:`` block in any
     layer after the budget overrides the pretraining stage only (:func:`stage_settings`). The
     method block is resolved first (``extends``, :mod:`ferbench.method_blocks`); the class's
     hyperparameters under its ``budgets.<budget>`` override its own.
@@ -132,27 +231,22 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     Returns {"train": {...schedule...}, "method": {...method's own keys...},
     "protocol": {...}, "dataset": name, "method_name": name, "metrics": {...}}.
     """
-    try:
-        budget = copy.deepcopy(config["budgets"][config["budget"]])
-        config["methods"][method]
-        dataset_block = config["datasets"][dataset]
-    except KeyError as err:
-        raise FerbenchError(f"config: no entry for {err.args[0]!r}") from None
+    layers = schedule_layers(config, dataset, method)
     block = method_block(config, method)   # its `extends` resolved
-    per_dataset = copy.deepcopy((dataset_block.get("budgets") or {}).get(config["budget"]) or {})
     per_budget = (block.pop("budgets", None) or {}).get(config["budget"]) or {}
-    per_budget_dataset = (per_budget.get("datasets") or {}).get(dataset) or {}
     # hyperparameters under the budget (e.g. clip offsets for the demo's short clips)
-    block.update((k, v) for k, v in per_budget.items()
+    block.update((k, copy.deepcopy(v)) for k, v in per_budget.items()
                  if k not in (*TRAIN_KEYS, *METHOD_BUDGET_KEYS))
     block.pop("task", None)  # which folds table the job reads (job_task), not a hyperparameter
     # the method block's schedule keys leave it: what remains are the class's hyperparameters
-    own = {k: block.pop(k) for k in (*TRAIN_KEYS, "pretrain") if k in block}
-    train = {k: budget[k] for k in TRAIN_KEYS if k in budget}
+    for key in (*TRAIN_KEYS, "pretrain"):
+        block.pop(key, None)
+    train: dict[str, Any] = {}
     pretrain: dict[str, Any] = {}
-    for layer in (per_dataset, own, per_budget, per_budget_dataset):
-        train.update((k, layer[k]) for k in TRAIN_KEYS if k in layer)
-        pretrain.update(layer.get("pretrain") or {})
+    for i, (_, _, layer) in enumerate(layers):
+        train.update((k, copy.deepcopy(layer[k])) for k in TRAIN_KEYS if k in layer)
+        if i:  # the budget's own keys are the schedule of both stages
+            pretrain.update(copy.deepcopy(layer.get("pretrain") or {}))
     if pretrain:
         block["pretrain"] = pretrain
     return {
@@ -160,7 +254,7 @@ def job_settings(config: dict[str, Any], dataset: str, method: str) -> dict[str,
         "method_name": method,
         "train": train,
         "method": block,
-        "protocol": copy.deepcopy(dataset_block.get("protocol", {})),
+        "protocol": copy.deepcopy((config["datasets"][dataset] or {}).get("protocol", {})),
         "metrics": copy.deepcopy(config.get("metrics", {})),
     }
 
@@ -310,7 +404,10 @@ def merged_config(paths: list[str | Path]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     paths = [args.config] if isinstance(args.config, (str, Path)) else list(args.config)
     where = " + ".join(map(str, paths))  # a merged config's key may come from any of them
-    check_config(merged_config(paths), where)
+    config = merged_config(paths)
+    check_config(config, where, allow_unused=True if getattr(args, "allow_unused", False) else None)
+    for note in check_roots(config, where):
+        print(f"  {note}")
     print(f"{where}: valid")
     return 0
 
@@ -341,3 +438,139 @@ def stage_settings(config: dict[str, Any], dataset: str, method: str, stage: str
     settings["budget"] = config.get("budget")
     settings["stage"] = stage
     return settings
+
+
+#: schedule values stage_settings fills in when no layer sets them
+ENGINE_DEFAULTS = {"checkpoint_every": "engine default", "eval_batch_size": "engine default (batch_size)"}
+
+
+def _file_setting(files: list[tuple[str, dict[str, Any]]], dotted: str) -> str | None:
+    """The last of ``files`` (merged in order) whose own content sets the dotted key."""
+    found = None
+    for path, content in files:
+        node: Any = content
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                node = _MISSING
+                break
+            node = node[part]
+        if node is not _MISSING:
+            found = path
+    return found
+
+
+_MISSING = object()
+
+
+def resolved_settings(config: dict[str, Any], dataset: str, method: str, stage: str = "train",
+                      files: list[tuple[str, dict[str, Any]]] | None = None,
+                      config_path: str = "params.yaml") -> dict[str, Any]:
+    """Every setting one job uses, each as {"value", "from"}: the values are stage_settings'
+    (the engine's own), and ``from`` names the layer that set each one (class default, budget,
+    dataset block, method block, its budget, its dataset entry, engine default), its dotted key,
+    and with ``files`` ([(path, its own content)], merged in order) the file that set it.
+    ``ferbench settings`` prints this and the engine writes it to each run's settings.json."""
+    from ferbench.methods import get_method
+    from ferbench.methods.base import method_class_name
+    from ferbench.protocols import resolve_protocol
+
+    settings = stage_settings(config, dataset, method, stage, config_path)
+    cls = get_method(method_class_name(settings))
+    if stage == "pretrain" and not cls.pretrain:
+        raise FerbenchError(f"methods.{method}: class {cls.name!r} has no pretraining stage "
+                            f"(use --stage train)")
+    files = files or []
+
+    def origin(layer: str, dotted: str | None) -> str:
+        if dotted is None:
+            return layer
+        prefix = f"methods.{method}."
+        if dotted.startswith(prefix):  # the block of its `extends` chain that set it
+            from ferbench.method_blocks import origin as block_origin
+
+            dotted = block_origin(config, method, tuple(dotted[len(prefix):].split(".")))
+        where = _file_setting(files, dotted)
+        return f"{layer}: {dotted}" + (f" ({where})" if where else "")
+
+    layers = schedule_layers(config, dataset, method)
+    source: dict[str, tuple[str, str | None]] = {}
+    for name, key, layer in layers:
+        source.update((k, (name, f"{key}.{k}")) for k in TRAIN_KEYS if k in layer)
+    if stage == "pretrain":
+        for name, key, layer in layers[1:]:
+            for k in layer.get("pretrain") or {}:
+                source[k] = (f"{name}, pretrain stage", f"{key}.pretrain.{k}")
+    train = {}
+    for k, value in settings["train"].items():
+        layer, dotted = source.get(k, (ENGINE_DEFAULTS.get(k, "engine default"), None))
+        train[k] = {"value": value, "from": origin(layer, dotted)}
+
+    given = {k: v for k, v in settings["method"].items() if k not in ("class", "pretrain")}
+    block = f"methods.{method}"
+    hp = {"class": {"value": cls.name, "from": origin("method block", f"{block}.class")
+                    if settings["method"].get("class") else "run name"}}
+    defaults = cls.all_defaults()
+    for k in sorted(set(defaults) | set(given)):
+        if k in given:
+            hp[k] = {"value": given[k], "from": origin("method block", f"{block}.{k}")}
+        else:
+            hp[k] = {"value": defaults[k], "from": f"class default ({cls.__name__})"}
+
+    augmentation = cls.augment_settings({**defaults, **given}, settings["train"], stage)
+    if cls.all_defaults().get("augment"):
+        aug_from = f"class {cls.__name__}'s augment, then {block}.augment"
+    else:
+        aug_from = f"{train.get('augmentation', {}).get('from', 'none')}, then {block}.augment"
+    if stage == "pretrain":
+        aug_from += ", then pretrain_augment"
+
+    given_protocol = settings["protocol"] or {}
+    protocol = {}
+    for k, value in resolve_protocol(dataset, given_protocol).items():
+        protocol[k] = {"value": value, "from": origin("dataset block", f"datasets.{dataset}.protocol.{k}")
+                       if k in given_protocol else f"dataset default ({dataset} reader)"}
+    return {
+        "dataset": dataset, "method": method, "class": cls.name, "stage": stage,
+        "budget": {"value": config.get("budget"), "from": origin("config", "budget")},
+        "train": train, "hyperparameters": hp,
+        "augmentation": {"value": augmentation, "from": aug_from},
+        "protocol": protocol,
+    }
+
+
+def format_settings(resolved: dict[str, Any]) -> str:
+    """``ferbench settings``' text: one line per setting, value then the layer that set it."""
+    def text(value: Any) -> str:
+        return json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
+
+    lines = [f"{resolved['dataset']} {resolved['method']} (class {resolved['class']}), "
+             f"stage {resolved['stage']}, budget {resolved['budget']['value']} "
+             f"[{resolved['budget']['from']}]"]
+    for title in ("train", "hyperparameters", "protocol"):
+        entries = resolved[title]
+        lines.append(f"{'schedule' if title == 'train' else title}:")
+        width = max((len(k) for k in entries), default=0)
+        vwidth = min(24, max((len(text(e['value'])) for e in entries.values()), default=0))
+        lines += [f"  {k:<{width}}  {text(e['value']):<{vwidth}}  {e['from']}" for k, e in entries.items()]
+    aug = resolved["augmentation"]
+    lines.append(f"augmentation: {text(aug['value'])}  [{aug['from']}]")
+    return "\n".join(lines)
+
+
+def settings_main(args: argparse.Namespace) -> int:
+    """``ferbench settings DATASET RUN``: the resolved settings of one job, with their layers."""
+    paths = [args.config, *(args.configfile or [])]
+    config = merged_config(paths)
+    if args.budget is not None:
+        config["budget"] = args.budget
+        if args.budget not in (config.get("budgets") or {}):
+            raise FerbenchError(f"--budget: {args.budget!r} is not a key of budgets "
+                                f"(known: {', '.join(sorted(config.get('budgets') or {}))})")
+    where = " + ".join(map(str, paths))
+    validate_config(config, where)
+    files = [(str(p), load_config(p, validate=False)) for p in paths]
+    resolved = resolved_settings(config, args.dataset, args.run, args.stage, files, where)
+    if args.budget is not None:
+        resolved["budget"]["from"] = "--budget"
+    print(json.dumps(resolved, indent=1, default=str) if args.json else format_settings(resolved))
+    return 0

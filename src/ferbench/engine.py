@@ -20,7 +20,13 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        legacy_metrics (only when config metrics.legacy; same keys),
                        confusion (classification; rows = true class), inputs (the cache's, folds
                        table's and encoder's fingerprints: ferbench.provenance), n_train, n_test, steps,
-                       wall_s, budget, backbone, device, extra: {method-specific numbers}}
+                       wall_s, budget, backbone, device, extra: {method-specific numbers},
+                       provenance: {data: {dataset, root, origin (synthetic | real | unknown),
+                       layout (the reader's variant), images, cache_fingerprint,
+                       folds_fingerprint}, software: {ferbench, git_commit, torch},
+                       hardware: {device, threads, device_name}, wall_s, train_images_per_s}}
+  settings.json        every setting the job used, each {value, from: the config layer that set
+                       it}: config.resolved_settings, what `ferbench settings` prints
   predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
                        va: sample_id, valence, arousal, pred_valence, pred_arousal
   embeddings.parquet   sample_id, e0 .. e{D-1} (float32): the test samples' features the head
@@ -39,8 +45,10 @@ Artefacts of ``pretrain``
                        a test subject of its fold
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
                        logged means}, inputs (as above, no encoder), n_train (frames sampled
-                       from), steps, wall_s, budget, backbone, device, extra}
-  train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
+                       from), steps, wall_s, budget, backbone, device, extra, provenance}
+  settings.json, train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
+run.log has one line per epoch (stage, epoch/total, mean loss terms, images/s, elapsed, ETA,
+validation scores where the protocol has a validation split).
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -65,11 +74,11 @@ from ferbench import io, probe
 from ferbench.augment import Augmenter
 from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, load_torch_file, rng_state,
                                  save_torch, set_rng_state)
-from ferbench.config import load_config, stage_settings
+from ferbench.config import load_config, resolved_settings, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
-from ferbench.provenance import check_encoder, encoder_provenance, job_inputs
+from ferbench.provenance import check_encoder, encoder_provenance, job_inputs, run_provenance
 
 #: test-time augmentation options (schedule key ``tta``)
 TTA = ("none", "flip")
@@ -175,6 +184,12 @@ class Trainer:
         self.batches: list[np.ndarray] | None = None  # this epoch's order (None: draw it)
         self.acc_sums: dict[str, torch.Tensor] = {}
         self.acc_count = 0
+        self.epoch_sums: dict[str, torch.Tensor] = {}  # loss terms summed over the epoch so far
+        self.epoch_count = 0
+        self.epoch_images = 0
+        self.epoch_start = time.perf_counter()
+        self.attempt_start_step = 0
+        self.loop_start = time.perf_counter()
         self.wall_before = 0.0
         self.train_seconds = 0.0
         self.images_seen = 0
@@ -243,11 +258,13 @@ class Trainer:
             if not torch.is_tensor(value):
                 continue
             v = value.detach().float().mean()
-            if key in self.acc_sums:
-                self.acc_sums[key] += v
-            else:
-                self.acc_sums[key] = v.clone()
+            for sums in (self.acc_sums, self.epoch_sums):
+                if key in sums:
+                    sums[key] += v
+                else:
+                    sums[key] = v.clone()
         self.acc_count += 1
+        self.epoch_count += 1
 
     def learning_rates(self) -> dict[str, float]:
         """``lr``: the first parameter group's rate; with several groups also ``lr_<group>``
@@ -314,6 +331,8 @@ class Trainer:
             "schedulers": [s.state_dict() for s in self.schedulers],
             "rng": rng_state(self.device, {"data": self.gen_data, "aug": self.gen_aug}),
             "acc": {"sums": {k: v.cpu() for k, v in self.acc_sums.items()}, "count": self.acc_count},
+            "epoch_acc": {"sums": {k: v.cpu() for k, v in self.epoch_sums.items()},
+                          "count": self.epoch_count},
             "log_rows": copy.deepcopy(self.log_rows),
             "last_losses": dict(self.last_losses),
             "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
@@ -350,6 +369,10 @@ class Trainer:
         self.batches = None if state["batches"] is None else [b.numpy() for b in state["batches"]]
         self.acc_sums = {k: v.to(self.device) for k, v in state["acc"]["sums"].items()}
         self.acc_count = int(state["acc"]["count"])
+        # the epoch's loss means span the resume; its images/s counts this attempt's images only
+        epoch_acc = state.get("epoch_acc") or {"sums": {}, "count": 0}
+        self.epoch_sums = {k: v.to(self.device) for k, v in epoch_acc["sums"].items()}
+        self.epoch_count, self.epoch_images = int(epoch_acc["count"]), 0
         self.log_rows = list(state["log_rows"])
         self.last_losses = dict(state.get("last_losses") or {})
         self.wall_before = float(state["wall_s"])
@@ -380,6 +403,8 @@ class Trainer:
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step if resumed else None)
         kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         loop_start = time.perf_counter()
+        self.loop_start, self.attempt_start_step = loop_start, self.step
+        self.epoch_start = loop_start
         self.method.train()
         from tqdm.auto import tqdm
 
@@ -404,6 +429,7 @@ class Trainer:
                             flush_denormals(self.method, self.optimizers)
                         self.index += 1
                         self.images_seen += len(batch)
+                        self.epoch_images += len(batch)
                         epoch_end = self.index == len(self.batches)
                         if epoch_end:
                             self.end_epoch()
@@ -425,20 +451,57 @@ class Trainer:
                 self.tb.close()
 
     def end_epoch(self) -> None:
+        now = time.perf_counter()
+        epoch_seconds = now - self.epoch_start
         extra: dict[str, Any] = {}
         if self.method.stage == "train" and len(self.data.indices.get("val", [])):
             scores, _, _ = evaluate(self, self.data.indices["val"], features=False)
             extra = {f"val_{k}": v for k, v in scores["metrics"].items()}
-            self.log(f"epoch {self.epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in extra.items()))
         self.method.on_epoch_end(self.epoch)
         self.flush_log(extra)
+        self.log(self.epoch_line(epoch_seconds, extra))
         self.epoch += 1
         self.index = 0
         self.batches = None
+        self.epoch_sums, self.epoch_count, self.epoch_images = {}, 0, 0
+        self.epoch_start = time.perf_counter()
+
+    def epoch_line(self, epoch_seconds: float, extra: dict[str, Any]) -> str:
+        """One run.log line per epoch: stage, epoch/total, the epoch's mean loss terms,
+        training images/s (validation excluded), elapsed time and the ETA at this attempt's
+        pace. A resumed epoch's means cover the whole epoch (kept in the checkpoint), its
+        images/s this attempt's share."""
+        losses = {}
+        if self.epoch_count:
+            keys = sorted(self.epoch_sums)
+            means = (torch.stack([self.epoch_sums[k] for k in keys]) / self.epoch_count).tolist()
+            losses = dict(zip(keys, means))
+        done = self.step - self.attempt_start_step
+        spent = time.perf_counter() - self.loop_start
+        eta = spent / done * (self.total_steps - self.step) if done else math.nan
+        parts = [f"{self.settings['stage']} epoch {self.epoch + 1}/{self.epochs}: "
+                 + (", ".join(f"{k} {v:.4g}" for k, v in losses.items()) or "no loss terms"),
+                 f"{self.epoch_images / max(epoch_seconds, 1e-9):.0f} images/s",
+                 f"elapsed {format_duration(self.wall_s)}", f"ETA {format_duration(eta)}"]
+        if extra:
+            parts.append(", ".join(f"{k} {v:.4f}" for k, v in extra.items()))
+        return "; ".join(parts)
 
     @property
     def wall_s(self) -> float:
         return self.wall_before + (time.perf_counter() - self.t_start)
+
+
+def format_duration(seconds: float) -> str:
+    """1h02m03s / 4m05s / 6s; ? when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    total = int(round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 # -- evaluation -------------------------------------------------------------------------------
@@ -614,14 +677,19 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
         check_encoder(args.pretrained, pretrained, args.dataset, data.folds, data.indices["test"],
                       data.subject_mask, data.fold)  # no test subject seen in pretraining
     settings["inputs"] = job_inputs(args.cache, args.folds, data.folds, args.pretrained, pretrained)
+    settings["provenance"] = run_provenance(config, args.dataset, settings["inputs"], args.cache)
+    resolved = resolved_settings(config, args.dataset, args.method, stage, config_path=str(args.config))
     seed_everything(int(args.seed))
     method = cls(settings, task)
     method.setup(data, stage)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    # the settings this job trains with, as `ferbench settings` prints them (one source)
+    io.write_json(out / "settings.json", resolved)
     log = RunLog(out / "run.log")
-    trainer = Trainer(method, data, settings, device, int(args.seed), out,
-                      progress=not args.no_progress, log=log)
+    # bars only where someone watches: a workflow job's log gets the per-epoch lines alone
+    progress = not args.no_progress and sys.stderr.isatty()
+    trainer = Trainer(method, data, settings, device, int(args.seed), out, progress=progress, log=log)
     if pretrained is not None:
         # the same network before and after loading: the random encoder is this method as built
         # (seeded), so the probe pair compares pretraining with no pretraining, nothing else
@@ -680,6 +748,20 @@ def _fit(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, Any],
     return trainer, settings, log, out
 
 
+def job_provenance(trainer: Trainer, settings: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """metrics.json ``provenance``: the data and software (provenance.run_provenance), the
+    hardware, the wall time and the training throughput of this attempt."""
+    threads = torch.get_num_threads()
+    return {
+        **settings["provenance"],
+        "hardware": {"device": str(trainer.device), "threads": threads,
+                     "device_name": (torch.cuda.get_device_name(trainer.device)
+                                     if trainer.cuda else None)},
+        "wall_s": wall_s,
+        "train_images_per_s": round(trainer.images_seen / max(trainer.train_seconds, 1e-9), 2),
+    }
+
+
 def main_train(args: argparse.Namespace) -> int:
     trainer, settings, log, out = _fit(args, "train")
     data, method = trainer.data, trainer.method
@@ -711,6 +793,7 @@ def main_train(args: argparse.Namespace) -> int:
         f"validation included)")
     log.save()
     result["inputs"] = settings["inputs"]  # what doctor checks the result against
+    result["provenance"] = job_provenance(trainer, settings, result["wall_s"])
     io.write_json(out / "metrics.json", result)  # last: its presence means the job finished
     _clear_final(out, (CHECKPOINT,))  # finished: a rerun (changed config) starts afresh
     return 0
@@ -726,12 +809,14 @@ def main_pretrain(args: argparse.Namespace) -> int:
         "provenance": encoder_provenance(args.dataset, args.fold, settings["all_subjects"],
                                          trainer.data.folds, trainer.data.subject_mask),
     })
+    wall_s = round(trainer.wall_s, 3)
     result = {
         **_common(args), "stage": "pretrain", "task": trainer.data.task,
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
-        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "steps": trainer.step, "wall_s": wall_s, "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
         "extra": method.extra_metrics(), "inputs": settings["inputs"],
+        "provenance": job_provenance(trainer, settings, wall_s),
     }
     trainer.write_log_csv()
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))

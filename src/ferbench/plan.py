@@ -352,6 +352,8 @@ class Plan:
             "budgets": {name: {k: v for k, v in self.budget.items() if k != "folds"}},
             "methods": {job.run: block},
             "metrics": self.config.get("metrics", {}),
+            # where synthetic data live: the job records whether its dataset root is synthetic
+            "synthetic": {"out": self.config["synthetic"]["out"]},
         }
         return json.dumps(sliced, sort_keys=True)
 

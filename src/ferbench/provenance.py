@@ -249,3 +249,58 @@ def check_inputs(inputs: Any, memo: dict[tuple[str, str], Any] | None = None) ->
             return (f"built from another {what} than {path} holds now (recorded {str(recorded)[:12]}, "
                     f"{detail}); rerun the job")
     return None
+
+
+# -- where a run's numbers came from ----------------------------------------------------------
+def data_origin(root: str | Path | None, synthetic_out: str | Path | None) -> str:
+    """"synthetic" when the dataset root lies inside the synthetic data folder (what
+    ``ferbench synthesize`` and the workflow write), "real" for any other root that is named,
+    "unknown" without a root."""
+    if not root:
+        return "unknown"
+    out = Path(synthetic_out or "data/synthetic").resolve()
+    return "synthetic" if Path(root).resolve().is_relative_to(out) else "real"
+
+
+def git_commit(start: str | Path | None = None) -> str | None:
+    """The commit of the ferbench source tree (with ``+dirty`` when it has local changes), or
+    None outside a git checkout (an installed package) or without git."""
+    import subprocess
+
+    here = Path(start or Path(__file__).resolve().parent)
+    try:
+        head = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
+def run_provenance(config: Mapping[str, Any], dataset: str, inputs: Mapping[str, Any],
+                   cache: str | Path) -> dict[str, Any]:
+    """The data and software half of metrics.json's ``provenance`` (the engine adds device,
+    threads, wall time and images/s): dataset root, the reader's layout variant, synthetic or
+    real, the cache's and folds table's fingerprints, the protocol, ferbench's version and git
+    commit, torch's version."""
+    import torch
+
+    import ferbench
+
+    entry = (config.get("datasets") or {}).get(dataset) or {}
+    root = entry.get("root")
+    report = read_report(cache)
+    return {
+        "data": {
+            "dataset": dataset,
+            "root": root,
+            "origin": data_origin(root, (config.get("synthetic") or {}).get("out")),
+            "layout": report.get("variant") or None,
+            "images": report.get("images"),
+            "cache_fingerprint": (inputs.get("cache") or {}).get("fingerprint"),
+            "folds_fingerprint": (inputs.get("folds") or {}).get("fingerprint"),
+        },
+        "software": {"ferbench": ferbench.__version__, "git_commit": git_commit(),
+                     "torch": torch.__version__},
+    }

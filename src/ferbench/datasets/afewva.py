@@ -41,6 +41,15 @@ class AfewVA(Reader):
     # no official split: 5:1 cross-validation grouped by actor
     default_protocol = {"kind": "group_kfold", "folds": 6, "selection": "all", "task": "va"}
 
+    def recognise(self, root: Path) -> str | None:
+        root = require_root(root, self.name)
+        videos, _ = _find_videos(root)
+        if not videos:
+            raise FerbenchError(
+                f"{root}: not an AFEW-VA layout: expected numbered video folders (001/ ...) each "
+                f"holding frames and <id>.json, at most {MAX_DEPTH - 1} levels below the root")
+        return f"{len(videos)} video folders"
+
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)
         skips = SkipLog(strict)

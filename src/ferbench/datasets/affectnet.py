@@ -63,6 +63,16 @@ class AffectNet(Reader):
                         "selection": "all", "task": "classification"}
     class_sets = {7: SIX_AND_NEUTRAL, 8: EMOTIONS}
 
+    def recognise(self, root: Path) -> str | None:
+        root = require_root(root, self.name)
+        if _find_npy_base(root) is not None:
+            return "npy"
+        if _find_image_dir(root) is not None:
+            return "csv"
+        raise FerbenchError(f"{root}: not an AffectNet layout: expected {IMAGE_DIR}/ with "
+                            f"training.csv/validation.csv, or train_set/ and val_set/ with "
+                            f"images/ and annotations/")
+
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)
         skips = SkipLog(strict)

@@ -193,6 +193,14 @@ class Reader(abc.ABC):
         (or raise in strict mode).
         """
 
+    def recognise(self, root: Path) -> str | None:
+        """A quick look at ``root`` (folder names and the first files; no label parsed, no
+        image decoded), for ``validate-config``: the layout variant found, or FerbenchError
+        naming the root when it is none of this reader's. None: this reader has no quick check
+        (read() checks the layout when the data are prepared)."""
+        require_root(root, self.name)
+        return None
+
     @abc.abstractmethod
     def load_image(self, root: Path, row: pd.Series) -> np.ndarray:
         """Decode one sample's pixels: uint8, HxW (grey) or HxWx3 (RGB), original size.

@@ -118,6 +118,14 @@ class CKPlusReader(Reader):
                         "selection": "peak", "task": "classification"}
     class_sets = {6: BASIC_SIX, 7: BASIC_SIX + ("contempt",), 8: EMOTIONS}
 
+    def recognise(self, root: Path) -> str | None:
+        root = require_root(root, self.name)
+        if _one(find_dirs(root, _named_tree("cohn-kanade-images")), "cohn-kanade-images", root):
+            return "original"
+        if _one(find_dirs(root, _is_ck48), "CK+48", root):
+            return "ck+48"
+        raise FerbenchError(f"{root}: not a CK+ layout; {_EXPECTED}")
+
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)
         log = SkipLog(strict)

@@ -60,6 +60,15 @@ class Fer2013(Reader):
         # Parsed pixel arrays by (file, mtime, size): read() validates, iter_images() reuses.
         self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
+    def recognise(self, root: Path) -> str | None:
+        root = require_root(root, self.name)
+        found = _detect(root)
+        if found is None:
+            raise FerbenchError(f"{root}: not a FER-2013 layout: expected fer2013.csv, "
+                                f"icml_face_data.csv, train.csv/test.csv (also under fer2013/), "
+                                f"or train/ and test/ class folders")
+        return found[0]
+
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)
         skips = SkipLog(strict)

@@ -79,6 +79,14 @@ class OuluReader(Reader):
         self.spectra = _canonical(spectra, SPECTRA, "spectrum")
         self.illuminations = _canonical(illuminations, ILLUMINATIONS, "illumination")
 
+    def recognise(self, root: Path) -> str | None:
+        root = require_root(root, self.name)
+        if not find_dirs(root, _is_original):
+            raise FerbenchError(
+                f"{root}: not an Oulu-CASIA layout; expected OriginalImg/{{NI,VL}}/{{Dark,Strong,Weak}}/"
+                "P###/<Emotion>/###.jpeg within three levels")
+        return "OriginalImg"
+
     def read(self, root: Path, strict: bool = False) -> ReadResult:
         root = require_root(root, self.name)
         log = SkipLog(strict)

@@ -292,23 +292,30 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     def in_channels(self) -> int:
         return int(self.hp["channels"])
 
-    def augment_config(self) -> AugmentConfig:
-        """Augmentation for the current stage: the class's ``augment`` where it has one (a
+    @classmethod
+    def augment_settings(cls, hp: Mapping[str, Any], schedule: Mapping[str, Any],
+                         stage: str) -> dict[str, Any]:
+        """The augmentation keys a stage sets: the class's ``augment`` where it has one (a
         paper's own pipeline, e.g. GCNet's: the budget's generic ``augmentation`` is left out
         whole, so none of its keys, e.g. ``standardize``, leaks in), else the budget's; then the
         config's ``augment``; ``pretrain_augment`` (class, then config) on top when
-        pretraining."""
-        defaults = self.all_defaults()
-        generic = {} if defaults["augment"] else dict(self.schedule.get("augmentation") or {})
+        pretraining. Also what ``ferbench settings`` prints, so both read one rule."""
+        defaults = cls.all_defaults()
+        generic = {} if defaults["augment"] else dict(schedule.get("augmentation") or {})
         # a user's block overrides single keys of the class's block, not the whole mapping
-        given = {**generic, **defaults["augment"], **dict(self.hp.get("augment") or {})}
-        if self.stage == "pretrain":
-            given.update({**defaults["pretrain_augment"], **dict(self.hp.get("pretrain_augment") or {})})
-        if self.schedule.get("backbone_weights") == "imagenet" and not {"mean", "std"} & set(given):
+        given = {**generic, **defaults["augment"], **dict(hp.get("augment") or {})}
+        if stage == "pretrain":
+            given.update({**defaults["pretrain_augment"], **dict(hp.get("pretrain_augment") or {})})
+        if schedule.get("backbone_weights") == "imagenet" and not {"mean", "std"} & set(given):
             # ImageNet weights expect their own input statistics, not the default [-1, 1] range
             from ferbench.models import imagenet_normalisation
 
-            given["mean"], given["std"] = imagenet_normalisation(str(self.schedule["backbone"]))
+            given["mean"], given["std"] = imagenet_normalisation(str(schedule["backbone"]))
+        return given
+
+    def augment_config(self) -> AugmentConfig:
+        """Augmentation for the current stage (:meth:`augment_settings`)."""
+        given = self.augment_settings(self.hp, self.schedule, self.stage)
         return AugmentConfig.from_settings(given, f"methods.{self.run_name}.augment")
 
     # -- data ------------------------------------------------------------------------------

@@ -42,7 +42,9 @@ EMBEDDINGS = "embeddings.parquet"
 #: panels of 1,000 points; well under a second for the default run's synthetic test sets)
 TSNE_MAX_POINTS = 1000
 TSNE_SEED = 0
-LOG_INDEX = ("step", "epoch", "lr")
+LOG_INDEX = ("step", "epoch")
+#: loss terms whose typical sizes differ by this factor or more get a logarithmic axis
+LOG_AXIS_RATIO = 100.0
 
 
 class Figures:
@@ -213,15 +215,36 @@ def _read_logs(runs: list[Run], name: str, reader) -> list[tuple[Run, pd.DataFra
     return found
 
 
+def log_columns(columns) -> tuple[list[str], list[str], list[str]]:
+    """train_log.csv's columns as (loss terms, learning rates: lr and lr_<group>, validation
+    metrics): a learning rate is never drawn as a loss term."""
+    columns = [c for c in columns if c not in LOG_INDEX]
+    lrs = sorted(c for c in columns if c == "lr" or c.startswith("lr_"))
+    vals = sorted(c for c in columns if c.startswith("val_"))
+    terms = sorted(c for c in columns if c not in lrs and c not in vals)
+    return terms, lrs, vals
+
+
+def loss_scale(series: dict[str, pd.Series]) -> tuple[str, float]:
+    """The loss panel's y scale: ("linear", 0) unless the terms' typical sizes (median of
+    |value|) differ by LOG_AXIS_RATIO or more, then ("log", 0) when every value is positive,
+    else ("symlog", linear threshold: the smallest typical size) for terms that cross zero."""
+    sizes = [float(v.abs().median()) for v in series.values() if len(v.dropna())]
+    sizes = [x for x in sizes if np.isfinite(x) and x > 0]
+    if len(sizes) < 2 or max(sizes) / min(sizes) < LOG_AXIS_RATIO:
+        return "linear", 0.0
+    if all((v.dropna() > 0).all() for v in series.values()):
+        return "log", 0.0
+    return "symlog", min(sizes)
+
+
 def _curves(figs: Figures, runs: list[Run], group: str, variant: str, stem: str) -> None:
     logs = [(r, log) for r, log in _read_logs(runs, LOG_NAME, pd.read_csv)
             if "step" in log.columns and len(log)]
     if not logs:
         return
-    terms = sorted({c for _, log in logs for c in log.columns
-                    if c not in LOG_INDEX and not c.startswith("val_")})
-    vals = sorted({c for _, log in logs for c in log.columns if c.startswith("val_")})
-    panels = [("loss terms", terms), ("learning rate", ["lr"]), ("validation", vals)]
+    terms, lrs, vals = log_columns({c for _, log in logs for c in log.columns})
+    panels = [("loss terms", terms), ("learning rate", lrs), ("validation", vals)]
     fig, axes = plt.subplots(1, 3, figsize=(11.0, 3.2))
     colors = dict(zip(terms + vals, sns.color_palette("tab10", len(terms + vals) or 1)))
     for ax, (title, columns) in zip(axes, panels):
@@ -239,6 +262,15 @@ def _curves(figs: Figures, runs: list[Run], group: str, variant: str, stem: str)
                 labelled.add(col)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
+        if title == "loss terms" and labelled:
+            scale, threshold = loss_scale({c: pd.concat([log[c] for _, log in logs if c in log])
+                                           for c in labelled})
+            if scale == "symlog":
+                ax.set_yscale("symlog", linthresh=threshold)
+            elif scale == "log":
+                ax.set_yscale("log")
+            if scale != "linear":
+                ax.set_title(f"{title} ({scale} axis: sizes differ ≥{LOG_AXIS_RATIO:.0f}×)", fontsize=9)
         if labelled and len(columns) > 1:
             ax.legend(fontsize=6)
         if not labelled:
@@ -248,7 +280,8 @@ def _curves(figs: Figures, runs: list[Run], group: str, variant: str, stem: str)
     figs.save(fig, stem,
               f"{group} / {variant}: training curves from train_log.csv of {len(logs)} of "
               f"{len(runs)} run(s), one line per fold × seed. Left: each logged loss term "
-              f"(mean since the previous log row); middle: learning rate; right: validation "
+              f"(mean since the previous log row; a logarithmic axis where the terms differ by "
+              f"{LOG_AXIS_RATIO:.0f}× or more); middle: learning rate(s); right: validation "
               f"metrics at epoch ends (when the protocol has a validation split).")
 
 

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from ferbench.io import write_text
+from ferbench.report.tables import BANNER
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em;
@@ -28,6 +29,8 @@ figcaption { font-size: 12px; color: #444; }
 nav a { margin-right: 1em; }
 section { border-top: 2px solid #ddd; margin-top: 2em; }
 code { background: #f4f4f4; padding: 0 2px; }
+blockquote.banner { background: #fff3cd; border-left: 4px solid #d39e00; margin: 0.8em 0;
+                    padding: 0.4em 0.8em; }
 """
 
 
@@ -62,6 +65,8 @@ def markdown_to_html(text: str, shift: int = 1) -> str:
                 i += 1
             out.append(_table(block))
             continue
+        elif line.startswith("> "):   # the tables' synthetic-data banner
+            out.append(f'<blockquote class="banner">{inline(line[2:])}</blockquote>')
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].startswith("- "):
@@ -109,7 +114,10 @@ def write_report(path: str | Path, *, tables_dir: Path, table_files: list[str],
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         "<title>ferbench results</title>", f"<style>{STYLE}</style></head><body>",
-        "<h1>ferbench results</h1>", f"<nav>{nav}</nav>",
+        "<h1>ferbench results</h1>",
+        *([markdown_to_html(BANNER)] if any((tables_dir / f).read_text().startswith(BANNER)
+                                            for f in table_files) else []),
+        f"<nav>{nav}</nav>",
         "<ul>" + "".join(f"<li>{inline(s)}</li>" for s in summary_lines) + "</ul>",
         "<p>How to read: every number of ours is the mean ± sample std over folds × seeds, with "
         "the 95% confidence interval of the mean in brackets (Student's t). The column "

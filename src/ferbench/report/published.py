@@ -23,7 +23,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-R18, ALEX = "resnet18", "alexnet"   # our backbone names for the papers' "R18" / "AL"
+R18, ALEX = "resnet18", "alexnet_reduced"   # our backbone names for the papers' "R18" / "AL"
+#: how the papers name the backbones of their R18 / AL rows
+PAPER_BACKBONE = {R18: "ResNet18", ALEX: "AlexNet"}
+#: the papers' protocols, as runs.protocol_label names ours: official train/test splits, and
+#: AFEW-VA's 5:1 cross-validation (6 subject-group folds)
+OFFICIAL, AFEWVA_CV = "official split", "group_kfold, 6 folds"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,13 @@ class Block:
     rows: tuple[Row, ...]
     num_classes: int | None = None  # classification runs must have this many classes
     note: str = ""
+    # the paper's setting, for the comparability rule (tables.why_not_comparable): its backbone
+    # as our backbone name and as the paper names it (a row's own ``backbone`` wins), and its
+    # input side in pixels; None where the paper does not say (not checked)
+    backbone: str | None = None
+    backbone_label: str = ""
+    input_px: int | None = None
+    protocol: str | None = None   # as runs.protocol_label names it, e.g. "kfold, 10 folds"
 
     def __post_init__(self) -> None:
         for row in self.rows:
@@ -138,6 +150,7 @@ _P000 = Paper(
             R("CT512_1-FC_only (Method 1)", "41.96"),
             R("CT512_2-FC_only (Method 1 then 2)", "42.21"),
         ),
+        backbone="inception_v1", backbone_label="InceptionV1", protocol=OFFICIAL,
         note="Paper backbone InceptionV1. Top block: Kaggle leaderboard entries; middle: "
              "InceptionV1 without contrastive pretraining; last: contrastive pretraining.",
     ),),
@@ -182,6 +195,7 @@ _P001 = Paper(
             R("(g) TimeAug + HardNeg + FaceSwap + MaskFN",
               "59.3 59.3 0.595 0.435 0.502 0.372"),
         ),
+        backbone="resnet50", backbone_label="ResNet-50", protocol=OFFICIAL,
         note="Paper: ResNet-50 pretrained on VoxCeleb1 face tracks, full fine-tune.",
     ),),
     notes=("Rows (a)-(g) are the poster's strategy combinations, read from its check marks; the "
@@ -200,7 +214,7 @@ _P002 = Paper(
         Block(
             title="AffectNet valence/arousal",
             dataset="affectnet",
-            source="Kim & Song (CAF), quantitative results on AffectNet",
+            source="Kim & Song (CAF), quantitative results on AffectNet", protocol=OFFICIAL,
             columns=_va_cols("rmse", "pcc", "ccc", digits=4),
             rows=(
                 R("Mollahosseini, Hasani, and Mahoor 2017 (AlexNet)",
@@ -223,7 +237,7 @@ _P002 = Paper(
             title="AFEW-VA (5:1 cross-validation)",
             dataset="afewva",
             source="CAF rows of AVCE (Kim & Song, ECCV 2022), Table 1",
-            columns=_AFEWVA_COLS,
+            columns=_AFEWVA_COLS, input_px=224, protocol=AFEWVA_CV,
             rows=(
                 R("CAF (R18)", "0.17 0.18 0.68 0.87 0.67 0.60 0.59 0.54", backbone=R18),
                 R("CAF (AL)", "0.20 0.20 0.66 0.83 0.67 0.63 0.58 0.57", backbone=ALEX),
@@ -244,7 +258,8 @@ def _gcnet_block(title: str, dataset: str, classes: int, table: str, values: str
     return Block(
         title=title, dataset=dataset, num_classes=classes,
         source=f"Kim et al. (GCNet), {table}",
-        columns=(_acc(),),
+        columns=(_acc(),), backbone="cnn3", backbone_label="3-conv CNN", input_px=64,
+        protocol="kfold, 10 folds",
         rows=(
             *(R(label, value) for label, value in references),
             R("CNN (baseline)", baseline),
@@ -299,7 +314,7 @@ _P004 = Paper(
         Block(
             title="AFEW-VA (5:1 cross-validation)",
             dataset="afewva",
-            source="Kim & Song (AVCE), Table 1",
+            source="Kim & Song (AVCE), Table 1", input_px=224, protocol=AFEWVA_CV,
             columns=_AFEWVA_COLS,
             rows=(
                 R("Static: Kossaifi et al. [24]", "0.27 0.23 - - 0.41 0.45 - -"),
@@ -323,7 +338,7 @@ _P004 = Paper(
         Block(
             title="Aff-Wild (sampled train set)",
             dataset="affwild",
-            source="Kim & Song (AVCE), Table 2",
+            source="Kim & Song (AVCE), Table 2", input_px=224,
             columns=_AFEWVA_COLS,
             rows=(
                 R("Hasani et al. [13]", "0.27 0.36 0.57 0.74 0.44 0.26 0.36 0.19"),
@@ -342,7 +357,7 @@ _P004 = Paper(
         Block(
             title="Aff-Wild2 validation set, CCC",
             dataset="affwild2",
-            source="Kim & Song (AVCE), Table 3",
+            source="Kim & Song (AVCE), Table 3", input_px=224, protocol=OFFICIAL,
             columns=(*_va_cols("ccc"), Col("Mean CCC", "mean_ccc", "va", 1.0, 3)),
             rows=(
                 R("ConvGRU [5]", "0.398 0.503 0.450"),
@@ -359,7 +374,7 @@ _P004 = Paper(
         Block(
             title="Ablation on Aff-Wild, AVCE (AL): contrastive formula and similarity",
             dataset="affwild",
-            source="Kim & Song (AVCE), Table 4",
+            source="Kim & Song (AVCE), Table 4", input_px=224, backbone=ALEX, backbone_label="AlexNet",
             columns=_va_cols("ccc"),
             rows=(
                 R("InfoNCE in place of L_AVCE, similarity f", "0.637 0.546"),

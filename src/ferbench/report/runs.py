@@ -24,9 +24,12 @@ Decisions
 * A method's own test-set measures: numeric ``extra`` entries whose key ends in ``_test``
   (GCNet's ``gen_ref_mse_test`` and ``identity_ref_mse_test``) are reported like metrics, after
   the task's own; other ``extra`` entries (counts, settings) are not.
-* Provenance: ``extra.data`` ("synthetic" | "real") of each run; where absent, inferred from the
-  config when the dataset root lies inside ``synthetic.out`` ("synthetic (per config)"), else
-  "unspecified".
+* Provenance: metrics.json's ``provenance.data.origin``: "synthetic", or "real: <dataset>
+  (<first 12 hex digits of the cache fingerprint>)"; runs without it fall back on
+  ``extra.data`` ("synthetic" | "real"), then on the config when the dataset root lies inside
+  ``synthetic.out`` ("synthetic (per config)"), else "unspecified".
+* Settings: the run folder's settings.json (the engine's resolved settings) gives each run's
+  input size and epochs; a run without one (written before it existed) has neither (None).
 """
 
 from __future__ import annotations
@@ -79,6 +82,10 @@ class Run:
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
     probe: dict[str, Any] | None = None   # kNN probes of a pretrained run (ferbench.probe)
+    image_size: int | None = None   # from settings.json
+    epochs: int | None = None       # from settings.json
+    protocol: str | None = None     # from settings.json: protocol_label of its kind and folds
+    provenance: dict[str, Any] = field(default_factory=dict)
     group: str = ""      # table key: dataset, or dataset_{k}cls when class counts differ
     variant: str = ""    # row key: method, or method@backbone when backbones differ
 
@@ -128,8 +135,14 @@ def load_run(path: Path) -> Run:
     if probe is not None and not (isinstance(probe, dict) and isinstance(probe.get("pretrained"), dict)
                                   and isinstance(probe.get("random"), dict)):
         raise FerbenchError(f"{path}: probe: expected an object with 'pretrained' and 'random' scores")
-    data = extra.get("data", obj.get("data"))
-    data = str(data) if data else "unspecified"
+    provenance = obj.get("provenance") or {}
+    if not isinstance(provenance, dict) or not isinstance(provenance.get("data", {}), dict):
+        raise FerbenchError(f"{path}: provenance: expected an object with a 'data' object")
+    data = provenance_label(obj["dataset"], provenance.get("data") or {})
+    if data is None:
+        data = extra.get("data", obj.get("data"))
+        data = str(data) if data else "unspecified"
+    image_size, epochs, protocol = _settings_sizes(Path(path).with_name("settings.json"))
     classes = confusion = None
     if task == "classification":
         classes = obj["classes"]
@@ -152,7 +165,53 @@ def load_run(path: Path) -> Run:
                backbone=obj["backbone"], budget=obj["budget"], data=data, metrics=metrics,
                legacy=legacy, classes=classes, confusion=confusion, n_train=int(obj["n_train"]),
                n_test=int(obj["n_test"]), steps=int(obj["steps"]), wall_s=float(obj["wall_s"]),
-               extra=extra, probe=probe)
+               extra=extra, probe=probe, image_size=image_size, epochs=epochs, protocol=protocol,
+               provenance=provenance)
+
+
+def provenance_label(dataset: str, data: dict[str, Any]) -> str | None:
+    """"synthetic", "real: <dataset> (<fingerprint>)", or None when the run does not say."""
+    origin = data.get("origin")
+    if origin == "synthetic":
+        return "synthetic"
+    if origin == "real":
+        fingerprint = str(data.get("cache_fingerprint") or "")[:12] or "no fingerprint"
+        return f"real: {dataset} ({fingerprint})"
+    return None
+
+
+def protocol_label(kind: str, folds: Any = None) -> str:
+    """"official split" or "<kind>, <k> folds": how tables name an evaluation protocol."""
+    return "official split" if kind == "official" else f"{kind}, {folds} folds"
+
+
+def _settings_sizes(path: Path) -> tuple[int | None, int | None, str | None]:
+    """(input size, epochs, protocol label) from a run's settings.json; all None without one;
+    the protocol None when the file does not record it."""
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None, None, None
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
+        raise FerbenchError(f"{path}: not valid JSON ({err})") from None
+    values = []
+    for key in ("image_size", "epochs"):
+        try:
+            value = obj["train"][key]["value"]
+        except (KeyError, TypeError):
+            raise FerbenchError(f"{path}: missing key train.{key}.value") from None
+        if not _is_int(value):
+            raise FerbenchError(f"{path}: train.{key}.value: expected an integer, got {value!r}")
+        values.append(int(value))
+    protocol = obj.get("protocol") if isinstance(obj, dict) else None
+    label = None
+    if protocol is not None:
+        try:
+            label = protocol_label(str(protocol["kind"]["value"]),
+                                   (protocol.get("folds") or {}).get("value"))
+        except (KeyError, TypeError, AttributeError):
+            raise FerbenchError(f"{path}: protocol: expected {{kind: {{value}}, folds: {{value}}}}") from None
+    return values[0], values[1], label
 
 
 def _metric_dict(path: Path, name: str, value: Any, required: tuple[str, ...]) -> dict[str, float]:
@@ -259,10 +318,13 @@ def scores_frame(runs: list[Run]) -> pd.DataFrame:
                 "run": i, "group": r.group, "dataset": r.dataset, "task": r.task,
                 "num_classes": r.num_classes, "method": r.method, "backbone": r.backbone,
                 "variant": r.variant, "fold": r.fold, "seed": r.seed, "data": r.data,
+                "image_size": r.image_size, "epochs": r.epochs, "protocol": r.protocol,
                 "budget": r.budget, "metric": metric, "value": value,
             })
     frame = pd.DataFrame(rows)
     frame["num_classes"] = frame["num_classes"].astype("Int64")
+    for col in ("image_size", "epochs"):
+        frame[col] = frame[col].astype("Int64")
     return frame
 
 
@@ -314,6 +376,14 @@ def pooled_accuracy(runs: list[Run]) -> pd.DataFrame:
                                         "ci_high", "data"])
     frame["num_classes"] = frame["num_classes"].astype("Int64")
     return frame
+
+
+def sizes_text(values: Any, unit: str = "") -> str:
+    """"48 px" / "32, 48 px" for the recorded values; "—" when no run recorded one."""
+    known = sorted({int(v) for v in values if v is not None and not pd.isna(v)})
+    if not known:
+        return "—"
+    return ", ".join(map(str, known)) + (f" {unit}" if unit else "")
 
 
 def data_label(values: set[str]) -> str:

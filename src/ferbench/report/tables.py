@@ -10,8 +10,9 @@ import pandas as pd
 from ferbench.io import write_text
 from ferbench.report.chance import CHANCE_HEADER, CHANCE_NOTE, PROBE_HEADER, PROBE_NOTE, chance_text, probe_text
 from ferbench.report.outputs import Outputs, safe_name
-from ferbench.report.published import PAPERS, Block, Paper, Row
-from ferbench.report.runs import BASELINES, POOLED, Run, data_label, metric_order, variant_order
+from ferbench.report.published import PAPER_BACKBONE, PAPERS, Block, Paper, Row
+from ferbench.report.runs import (BASELINES, POOLED, Run, data_label, metric_order, sizes_text,
+                                  variant_order)
 from ferbench.report.stats import ALPHA, confidence_interval, testable, wins
 
 DASH = "—"
@@ -39,10 +40,58 @@ POOLED_NOTE = ("accuracy: the mean over runs (folds × seeds) of each run's test
                "(no ± or CI). Papers report either; with folds of different sizes they differ.")
 
 
+#: heads every table file with a synthetic row
+BANNER = ("> **Synthetic data.** Rows whose data say *synthetic* ran on procedurally generated "
+          "faces (`ferbench synthesize`): a check that the pipeline runs, saying nothing about "
+          "the methods. They are never compared with published numbers.\n")
+#: the comparability rule, as the paper tables state it
+RULE_TEXT = ("Δ is printed only where ours ran on real data of the paper's dataset (the block's "
+             "dataset and class count select the runs), under the paper's protocol, on its "
+             "backbone and at its input size where the paper gives them; elsewhere the Δ cell "
+             "says why not.")
+
+
 def describe_data(labels: set[str]) -> str:
     if not labels:
         return "no runs yet"
-    return "; ".join(f"{label}: {DATA_TEXT.get(label, label)}" for label in sorted(labels))
+    return "; ".join(label if label.startswith("real: ") else f"{label}: {DATA_TEXT.get(label, label)}"
+                     for label in sorted(labels))
+
+
+def is_synthetic(labels: set[str]) -> bool:
+    return any(str(label).startswith(("synthetic", "mixed")) and "synthetic" in str(label)
+               for label in labels)
+
+
+def why_not_comparable(block: Block, row: Row, data: set[str], backbones: set[str],
+                       sizes: set, protocols: set | None = None) -> str:
+    """Why ours may not be set against the paper's number on this row ("" when it may): one
+    rule for every paper table. Real data of the block's dataset (the runs' own record), the
+    paper's protocol, backbone (the row's, else the block's) and input size (each where the
+    paper's is known)."""
+    data = {str(d) for d in data}
+    if any("synthetic" in d for d in data):
+        return "synthetic"
+    real = {d for d in data if d == "real" or d.startswith(f"real: {block.dataset} ")}
+    if not data or real != data:
+        return "data not recorded" if data <= {"unspecified"} else "not real data of " + block.dataset
+    if block.protocol:
+        recorded = {p for p in (protocols or set()) if isinstance(p, str)}
+        if not recorded or len(recorded) < len(protocols or set()):
+            return "protocol not recorded"
+        if recorded != {block.protocol}:
+            return f"protocol {' / '.join(sorted(recorded))} vs {block.protocol}"
+    paper = row.backbone or block.backbone
+    if paper and backbones != {paper}:
+        label = PAPER_BACKBONE.get(row.backbone or "", "") or block.backbone_label or paper
+        return f"backbone differs: {', '.join(sorted(backbones))} vs {label}"
+    if block.input_px:
+        known = {int(v) for v in sizes if v is not None and not pd.isna(v)}
+        if not known or len(known) < len(sizes):
+            return "input size not recorded"
+        if known != {block.input_px}:
+            return f"input {sizes_text(known)} px vs {block.input_px} px"
+    return ""
 
 
 def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float = 1.0,
@@ -64,10 +113,13 @@ def cell(mean: float, std: float, n: int, n_runs: int, digits: int, scale: float
     return text
 
 
-def diff_cell(ours: float, published: str | None, digits: int) -> str:
-    """Ours minus published, signed, in the paper's units; — when either is missing."""
+def diff_cell(ours: float, published: str | None, digits: int, why_not: str = "") -> str:
+    """Ours minus published, signed, in the paper's units; — when either is missing; why not
+    when they may not be compared (:func:`why_not_comparable`)."""
     if published is None or ours is None or not math.isfinite(ours):
         return DASH
+    if why_not:
+        return why_not
     return f"{ours - float(published):+.{digits}f}"
 
 
@@ -123,25 +175,31 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
     for group in sorted(summary["group"].unique()):
         sub = summary[summary["group"] == group]
         group_runs = [r for r in runs if r.group == group]
-        md = [f"# Results: {group}\n",
+        md = [BANNER] if is_synthetic({r.data for r in group_runs}) else []
+        md += [f"# Results: {group}\n",
               "All numbers here are **ours** (this benchmark): mean ± sample std (ddof=1) over "
               "folds × seeds. Published numbers sit beside ours in `paper_*.md`.\n"]
         tex = [f"% ferbench aggregate: results for {latex_escape(group)}. All numbers are ours "
                f"(mean $\\pm$ sample std over folds x seeds).\n"]
+        if md[0] == BANNER:
+            tex.append("% SYNTHETIC DATA: rows whose data say synthetic ran on generated faces; "
+                       "a pipeline check, not comparable with published numbers.\n")
         for task in [t for t in ("classification", "va") if t in set(sub["task"])]:
             part = sub[sub["task"] == task]
             task_runs = [r for r in group_runs if r.task == task]
             meta = _meta_lines(task_runs)
             metrics = metric_order(task, set(part["metric"]))
             probed = any(r.probe for r in task_runs)
-            header = ["Method", "Backbone", "Runs", "Data", *metrics, CHANCE_HEADER,
+            header = ["Method", "Backbone", "Input", "Epochs", "Runs", "Data", *metrics, CHANCE_HEADER,
                       *([PROBE_HEADER] if probed else []), WINS_HEADER]
             can_test, why_not = testable(tests, group, task)
             rows, flags = [], set()
             for variant in variant_order(set(part["variant"])):
                 vpart = part[part["variant"] == variant].set_index("metric")
                 vruns = [r for r in task_runs if r.variant == variant]
-                row = [variant, ", ".join(sorted({r.backbone for r in vruns})), str(len(vruns)),
+                row = [variant, ", ".join(sorted({r.backbone for r in vruns})),
+                       sizes_text([r.image_size for r in vruns], "px"),
+                       sizes_text([r.epochs for r in vruns]), str(len(vruns)),
                        data_label({r.data for r in vruns})]
                 for m in metrics:
                     if m not in vpart.index:
@@ -164,7 +222,7 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             md.append(f"## Task: {TASK_TITLE[task]}\n")
             md.extend(f"- {line}" for line in meta)
             md.append("")
-            md.append(markdown_table(header, rows, numeric={2, *range(4, 4 + len(metrics))}))
+            md.append(markdown_table(header, rows, numeric={4, *range(6, 6 + len(metrics))}))
             footnotes = [CI_NOTE, CHANCE_NOTE] + ([PROBE_NOTE] if probed else []) + \
                         ([POOLED_NOTE] if POOLED in metrics else []) + \
                         ([NAN_NOTE] if "†" in flags else []) + \
@@ -179,10 +237,17 @@ def write_dataset_tables(summary: pd.DataFrame, runs: list[Run], out: Outputs,
             head = " & ".join(latex_escape(h) for h in header) + r" \\"
             label = f"tab:{safe_name(group).replace('_', '-')}-{task}"
             tex.append(latex_table(caption, label, [head], rows,
-                                   "llrl" + "r" * len(metrics) + "p{3cm}" * (len(header) - 4 - len(metrics))))
+                                   "llrrrl" + "r" * len(metrics) + "p{3cm}" * (len(header) - 6 - len(metrics))))
+        sizes = pd.DataFrame([{"variant": r.variant, "task": r.task,
+                               "image_size": sizes_text([x.image_size for x in group_runs
+                                                         if x.variant == r.variant and x.task == r.task]),
+                               "epochs": sizes_text([x.epochs for x in group_runs
+                                                     if x.variant == r.variant and x.task == r.task])}
+                              for r in group_runs]).drop_duplicates(["variant", "task"])
+        sub = sub.merge(sizes, on=["variant", "task"], how="left")
         csv = sub.loc[:, [
-            "group", "dataset", "task", "num_classes", "method", "backbone", "variant", "data",
-            "metric", "mean", "std", "n", "n_runs", "ci_low", "ci_high"]]
+            "group", "dataset", "task", "num_classes", "method", "backbone", "image_size", "epochs",
+            "variant", "data", "metric", "mean", "std", "n", "n_runs", "ci_low", "ci_high"]]
         stem = safe_name(group)
         write_text(out.path(f"{stem}.md"), "\n".join(md))
         write_text(out.path(f"{stem}.tex"), "\n".join(tex))
@@ -238,6 +303,9 @@ class PaperRow:
     variant: str | None = None
     status: str = ""              # why a row has no runs ("not run (...)"); "" when it has
     run_ids: tuple[int, ...] = ()  # the scores frame's run indices behind the row
+    sizes: str = DASH             # the runs' input sizes and epochs (settings.json)
+    epochs: str = DASH
+    why_not: str = ""             # why ours is not set against the paper's number ("": it is)
 
 
 def block_rows(block: Block, scores: pd.DataFrame, config: dict | None = None) -> list[PaperRow]:
@@ -321,13 +389,20 @@ def _paper_row(block: Block, row: Row, relevant: pd.DataFrame) -> PaperRow:
                                n=len(finite), n_runs=len(values), ci_low=lo, ci_high=hi))
     used_rows = sel[sel["run"].isin(used)]
     groups, variants = set(used_rows["group"]), set(used_rows["variant"])
+    per_run = used_rows.drop_duplicates("run")
+    sizes = list(per_run["image_size"]) if "image_size" in per_run else []
+    epochs = list(per_run["epochs"]) if "epochs" in per_run else []
     return PaperRow(
         row=row, method=chosen,
         backbones=", ".join(sorted(set(used_rows["backbone"]))) or DASH,
         data=data_label(set(used_rows["data"])) if len(used_rows) else DASH,
         runs=len(used), ours=ours, legacy=legacy, run_ids=tuple(sorted(used)),
         group=next(iter(groups)) if len(groups) == 1 else None,
-        variant=next(iter(variants)) if len(variants) == 1 else None)
+        variant=next(iter(variants)) if len(variants) == 1 else None,
+        sizes=sizes_text(sizes, "px"), epochs=sizes_text(epochs),
+        why_not=why_not_comparable(
+            block, row, set(used_rows["data"]), set(used_rows["backbone"]), set(sizes),
+            set(per_run["protocol"]) if "protocol" in per_run else set()) if used else "")
 
 
 def _baseline(prows: list[PaperRow]) -> PaperRow | None:
@@ -356,7 +431,7 @@ def _paper_cells(block: Block, prow: PaperRow, legacy: bool, tests: pd.DataFrame
         if test.get("significant") and test.get("better") == prow.variant:
             text += " " + WIN_MARK
         cells += [pub if pub is not None else DASH, text,
-                  diff_cell(stat.mean if stat.n else None, pub, col.digits)]
+                  diff_cell(stat.mean if stat.n else None, pub, col.digits, prow.why_not)]
     return cells
 
 
@@ -407,6 +482,11 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                   "− published. " + DASH + " = not run here (the *Ours: method* column says "
                   "why), or no published value.\n")
         md.append(f"**Ours obtained on:** {describe_data(all_data)}.\n")
+        md.append(RULE_TEXT + "\n")
+        if is_synthetic(all_data):
+            md.insert(0, BANNER)
+            tex.insert(0, "% SYNTHETIC DATA: rows whose data say synthetic ran on generated faces; "
+                          "a pipeline check, not comparable with published numbers.\n")
         for note in paper.notes:
             md.append(f"- {note}")
         if paper.notes:
@@ -420,16 +500,17 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
             variants = [("ours", False)] + ([("ours, legacy metric mode", True)] if has_legacy
                                             else [])
             for title, legacy in variants:
-                header = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: data",
-                          "Ours: runs"]
+                header = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: input",
+                          "Ours: epochs", "Ours: data", "Ours: runs"]
                 for col in block.columns:
                     header += [f"{col.label} published", f"{col.label} {title}",
                                f"{col.label} Δ"]
-                rows = [[p.row.label, _method_cell(p, runs), p.backbones, p.data, str(p.runs)]
+                rows = [[p.row.label, _method_cell(p, runs), p.backbones, p.sizes, p.epochs, p.data,
+                         str(p.runs)]
                         + _paper_cells(block, p, legacy, tests, base) for p in prows]
                 if legacy:
                     md.append("Ours recomputed with the authors' metric code (legacy mode):\n")
-                md.append(markdown_table(header, rows, numeric=set(range(4, len(header)))))
+                md.append(markdown_table(header, rows, numeric=set(range(6, len(header)))))
                 tex.append(_paper_latex(paper, b, block, rows, title))
             flags = [c for p in prows for c in _paper_cells(block, p, False, tests, base)
                      + _paper_cells(block, p, True, tests, base)]
@@ -444,11 +525,13 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
                         "dataset": block.dataset, "row": p.row.label,
                         "status": p.status or "run",
                         "ours_method": p.method or "", "ours_backbone": p.backbones,
+                        "ours_input": p.sizes, "ours_epochs": p.epochs,
                         "ours_data": p.data, "ours_runs": p.runs, "column": col.label,
                         "metric": col.metric, "published": float(pub) if pub else math.nan,
                         "ours_mean": stat.mean, "ours_std": stat.std, "ours_n": stat.n,
                         "ours_ci_low": stat.ci_low, "ours_ci_high": stat.ci_high,
-                        "diff": stat.mean - float(pub) if pub else math.nan,
+                        "diff": stat.mean - float(pub) if pub and not p.why_not else math.nan,
+                        "comparable": "" if not (pub and p.runs) else (p.why_not or "yes"),
                         "legacy_mean": lstat.mean, "legacy_std": lstat.std, "legacy_n": lstat.n,
                         "baseline": base.variant if base else "",
                         "p_corrected_vs_baseline": test.get("p_corrected", math.nan),
@@ -465,8 +548,9 @@ def write_paper_tables(scores: pd.DataFrame, out: Outputs, notes: list[str],
 
 
 def _paper_latex(paper: Paper, b: int, block: Block, rows: list[list[str]], title: str) -> str:
-    n_meta = 5
-    top = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: data", "Runs"]
+    n_meta = 7
+    top = ["Method (paper)", "Ours: method", "Ours: backbone", "Ours: input", "Ours: epochs",
+           "Ours: data", "Runs"]
     first = " & ".join(latex_escape(h) for h in top[:n_meta])
     spans, rules = [], []
     for i, col in enumerate(block.columns):
@@ -483,4 +567,4 @@ def _paper_latex(paper: Paper, b: int, block: Block, rows: list[list[str]], titl
     suffix = "-legacy" if "legacy" in title else ""
     label = f"tab:{paper.key.replace('_', '-')}-{b}{suffix}"
     return latex_table(caption, label, [head1, "".join(rules), head2], rows,
-                       "lllll" + "rrr" * len(block.columns), wide=True)
+                       "lllrrll" + "rrr" * len(block.columns), wide=True)
