@@ -571,7 +571,8 @@ def prepare_cache(
                         if isinstance(res, FerbenchError):
                             if strict:
                                 raise FerbenchError(f"{res} (--strict)")
-                            skipped[UNREADABLE] += 1
+                            # an unsupported pixel format is counted under its mode
+                            skipped[getattr(res, "reason", UNREADABLE)] += 1
                         else:
                             faces, method, region = res
                             for array, face in zip(arrays, faces):
