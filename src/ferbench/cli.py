@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("doctor", help="verify the fingerprints and completion markers of caches and results")
     p.add_argument("paths", nargs="+", metavar="CACHE_OR_RESULTS_DIR")
+    p.add_argument("--deep", action="store_true",
+                   help="re-hash every pixel of every face array (default: sampled blocks, the "
+                        "whole array only when its file time changed)")
     p.set_defaults(func=_lazy("ferbench.doctor:main"))
 
     p = verbs.add_parser("validate-config", help="check params.yaml (and --configfile overrides) "
