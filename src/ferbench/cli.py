@@ -134,19 +134,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ferbench import io
+    from ferbench import io, startup
 
     try:
         with io.signals_as_errors():
+            startup.check_address_space(args.verb)  # before torch's import can crash
             return int(args.func(args) or 0)
     except FerbenchError as err:
         print(f"ferbench {args.verb}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        disk = io.disk_error(err.filename or "?", err)
-        if disk is None:
+    except MemoryError:
+        print(f"ferbench {args.verb}: error: {startup.memory_message('out of memory')}", file=sys.stderr)
+        return 2
+    except (OSError, ImportError, RuntimeError) as err:
+        line = startup.one_line(err)
+        if line is None:
             raise
-        print(f"ferbench {args.verb}: error: {disk}", file=sys.stderr)
+        print(f"ferbench {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except io.Terminated as err:
         print(f"ferbench {args.verb}: {err}; temporary files removed", file=sys.stderr)
