@@ -140,13 +140,13 @@ def check_run(folder: Path, names: set[str], memo: dict | None = None) -> Findin
         return found("incomplete", f"metrics.json without {', '.join(missing)}; rerun the job")
     detail = f"{'pretrain' if pretrain else 'train'} {metrics.get('dataset')} {metrics.get('method')} " \
              f"fold {metrics.get('fold')} seed {metrics.get('seed')}"
+    for name in ("encoder.pt",) if pretrain else ("model.pt",):  # before the inputs: the worse news
+        why = _unreadable_torch_file(folder / name)
+        if why:
+            return found("incomplete", f"{name} unreadable ({why}, truncated or damaged); rerun the job")
     mismatch = provenance.check_inputs(metrics.get("inputs"), memo)
     if mismatch:
         return found("stale", mismatch)
-    if "model.pt" in names and not pretrain:
-        why = _unreadable_torch_file(folder / "model.pt")
-        if why:
-            return found("incomplete", f"model.pt unreadable ({why}); rerun the job")
     if "encoder.pt" in names:
         import torch
 

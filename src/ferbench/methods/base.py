@@ -263,7 +263,8 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
             return None
         names = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string",
                  list: "a list", tuple: "a list", dict: "a mapping", type(None): "null"}
-        want = " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in accepted))
+        shown = [t for t in accepted if not (t is int and float in accepted)]  # a number covers both
+        want = " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in shown))
         return f"{value!r} is {type(value).__name__}, expected {want}"
 
     def merge_hparams(self, given: Mapping[str, Any]) -> dict[str, Any]:
