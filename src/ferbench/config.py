@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from ferbench import strict_yaml
+from ferbench.input_checks import check_hparam_types, check_paths
 from ferbench.errors import FerbenchError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
@@ -101,28 +102,6 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
     for name in config["run"]["methods"]:
         if name not in config["methods"]:
             raise FerbenchError(f"{where}: run.methods: {name!r} has no entry under methods")
-
-
-#: characters a path cannot hold on its way through Snakemake: it reads ``<name>`` in a file
-#: name as a path variable (UndefinedPathvarException), and a line break ends a shell line
-SNAKEMAKE_UNSAFE = "<>\n\r\t"
-
-
-def check_paths(config: dict[str, Any], where: str) -> None:
-    """Every path the workflow passes to Snakemake (dataset roots and fold files, the cache,
-    results and synthetic folders) is one it can carry: one line naming the key otherwise."""
-    paths = [(f"datasets.{name}.{key}", (block or {}).get(key))
-             for name, block in (config.get("datasets") or {}).items() for key in ("root", "fold_file")]
-    paths += [("cache", config.get("cache")), ("results", config.get("results")),
-              ("synthetic.out", (config.get("synthetic") or {}).get("out"))]
-    for key, value in paths:
-        if isinstance(value, str):
-            bad = sorted({c for c in value if c in SNAKEMAKE_UNSAFE})
-            if bad:
-                shown = " ".join(repr(c) for c in bad)
-                raise FerbenchError(f"{where}: {key}: {value!r} holds {shown}, which Snakemake cannot "
-                                    f"carry in a path (it reads <name> as a path variable); rename "
-                                    f"the folder or link it from a plain name")
 
 
 def _leaves(value: Any, key: str = "") -> Any:
@@ -294,19 +273,9 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
         if unknown:
             raise FerbenchError(f"{where}: methods.{name}.{unknown[0]}: not a key of method {cls.name!r} "
                                 f"(known: {', '.join(sorted(known))})")
-        check_hparam_types(cls, name, block, where)
+        check_hparam_types(cls, name, block, where, skip=(*TRAIN_KEYS, *METHOD_BLOCK_KEYS))
         classes[name] = cls
     return classes
-
-
-def check_hparam_types(cls: type, name: str, block: dict[str, Any], where: str) -> None:
-    """Every hyperparameter of method block ``name`` has its declared type (Method.hparam_type_problem)."""
-    for key, value in block.items():
-        if key in TRAIN_KEYS or key in METHOD_BLOCK_KEYS:
-            continue
-        problem = cls.hparam_type_problem(key, value)
-        if problem:
-            raise FerbenchError(f"{where}: methods.{name}.{key}: {problem}")
 
 
 def merged_config(paths: list[str | Path]) -> dict[str, Any]:
