@@ -293,9 +293,11 @@ def test_doctor_names_the_command_that_removes_a_leftover(tmp_path):
         (run / name).write_text("x")
     (cache / ".faces_64.npy.ab12cd34.npy").write_text("x")
     (tmp_path / ".summary.json.ab12cd34.tmp").write_text("x")
+    (tmp_path / ".notes.txt.ab12cd34.tmp").write_text("x")
     rc, out = _doctor([tmp_path])
     lines = {line.split(": ", 1)[0].split()[-1]: line for line in out.splitlines() if " temp " in line}
-    assert rc == 1 and len(lines) == 4
+    assert rc == 1 and len(lines) == 5
+    assert "no command removes it here" in lines[str(tmp_path / ".notes.txt.ab12cd34.tmp")]
     assert "the next start of `ferbench train` or `ferbench pretrain`" in lines[str(run / LEFTOVERS[0])]
     assert "the next start of `ferbench prepare`" in lines[str(cache / ".faces_64.npy.ab12cd34.npy")]
     assert "`ferbench aggregate`" in lines[str(tmp_path / ".summary.json.ab12cd34.tmp")]

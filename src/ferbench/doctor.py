@@ -175,7 +175,7 @@ def _unreadable_torch_file(path: Path) -> str | None:
 
 
 def _writer_of(path: Path) -> str:
-    """The command whose next start removes a temporary file (it owns the folder)."""
+    """The command whose next start removes a temporary file (it owns the folder), or ""."""
     final = io.final_name(path)
     if final in ("report.json", "samples.parquet", "landmarks.npy") or _FACES.fullmatch(final):
         return "`ferbench prepare`"
@@ -185,7 +185,9 @@ def _writer_of(path: Path) -> str:
         return "`ferbench pretrain`"
     if final in RUN_FILES or final in ("train_log.csv", "embeddings.parquet", "checkpoint_last.pt"):
         return "`ferbench train` or `ferbench pretrain` (whichever wrote this run folder)"
-    return "`ferbench aggregate` (tables, figures, summary, plots) or its writer"
+    if path.parent.name in ("tables", "figures", "plots") or final == "summary.json":
+        return "`ferbench aggregate`"
+    return ""  # no command owns this folder
 
 
 def check_checkpoint(folder: Path) -> Finding | None:
@@ -220,8 +222,10 @@ def scan(root: Path, memo: dict | None = None, deep: bool = False) -> list[Findi
                 if bad is not None:
                     out.append(bad)
         for path in io.temporary_files(here):
-            out.append(Finding("incomplete", "temp", path, f"temporary file a killed writer left; "
-                                                           f"the next start of {_writer_of(path)} removes it"))
+            owner = _writer_of(path)
+            who = (f"the next start of {owner} removes it" if owner
+                   else "no command removes it here: delete it once no ferbench command runs")
+            out.append(Finding("incomplete", "temp", path, f"temporary file a killed writer left; {who}"))
     return out
 
 
