@@ -451,3 +451,16 @@ def test_inspect_verify_counts_unsupported_modes_by_name(tmp_path):
     ok = verify_images(reader, tmp_path, reader.result.table, strict=False, progress=False, reasons=reasons)
     assert ok.tolist() == [True, False, False]
     assert reasons == {"unsupported image mode F": 1, "unreadable image": 1}
+
+
+def test_the_workflow_refuses_a_duplicate_key_in_a_configfile(tmp_path):
+    """Snakemake reads --configfile files itself and keeps a repeated key's last value; the
+    Snakefile reads them again through read_yaml before building the DAG."""
+    path = tmp_path / "dup.yaml"
+    path.write_text("budget: demo\nbudget: cpu\n")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    dag = subprocess.run([sys.executable, "-m", "snakemake", "--nolock", "--dry-run", "--configfile", str(path)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    out = dag.stdout + dag.stderr
+    assert dag.returncode != 0 and "Building DAG" not in out, out
+    assert f"{path}:2:1: not valid YAML: duplicate key 'budget' (first at line 1)" in out, out
