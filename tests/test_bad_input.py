@@ -464,3 +464,15 @@ def test_the_workflow_refuses_a_duplicate_key_in_a_configfile(tmp_path):
     out = dag.stdout + dag.stderr
     assert dag.returncode != 0 and "Building DAG" not in out, out
     assert f"{path}:2:1: not valid YAML: duplicate key 'budget' (first at line 1)" in out, out
+
+
+def test_a_symlink_loop_in_a_dataset_root_is_one_line(tmp_path, capsys):
+    assert cli.main(["synthesize", "--out", str(tmp_path / "syn"), "--layouts", "ckplus", "--subjects", "2",
+                     "--frames", "3", "--size", "48"]) == 0
+    capsys.readouterr()
+    emotion = next(p for p in sorted((tmp_path / "syn" / "ckplus" / "Emotion").iterdir()) if p.is_dir())
+    (emotion / "a").symlink_to(emotion / "b")
+    (emotion / "b").symlink_to(emotion / "a")
+    assert cli.main(["inspect", "ckplus", str(tmp_path / "syn" / "ckplus")]) == 2
+    line = _one_error_line(capsys)
+    assert line.endswith("too many levels of symbolic links (a symlink loop)") and str(emotion) in line

@@ -41,6 +41,18 @@ def test_16bit_png_caches_the_same_face_as_its_8bit_twin(tmp_path):
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
+def test_8bit_grey_rgb_and_1bit_as_stored(tmp_path):
+    grey = np.array([[0, 17, 255]], np.uint8)
+    np.testing.assert_array_equal(open_image(_saved(tmp_path, Image.fromarray(grey), "l.png")), grey)
+    rgb = np.array([[[1, 2, 3], [250, 128, 0]]], np.uint8)
+    np.testing.assert_array_equal(open_image(_saved(tmp_path, Image.fromarray(rgb), "rgb.png")), rgb)
+    bits = Image.new("1", (3, 1))
+    bits.putdata([0, 1, 0])
+    path = _saved(tmp_path, bits, "one.png")
+    assert Image.open(path).mode == "1"
+    np.testing.assert_array_equal(open_image(path), [[0, 255, 0]])
+
+
 def test_mode_I_in_16bit_range_and_big_endian(tmp_path):
     values = np.array([[0, 65535, 514]], dtype=np.int32)
     path = _saved(tmp_path, Image.fromarray(values, mode="I"), "i.tif")
