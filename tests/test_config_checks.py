@@ -90,6 +90,18 @@ BAD_CONFIGS = {
         lambda c: c["methods"]["supervised"].update(head_dropout=float("-inf")),
         ["methods.supervised.head_dropout", "-inf is not a finite number"],
     ),
+    "string_for_a_boolean": (  # bool("false") is True: MaskFN would switch on
+        lambda c: c["methods"]["ssl_timeaug"].update(mask_fn="false"),
+        ["methods.ssl_timeaug.mask_fn", "'false' is str, expected a boolean (true or false)"],
+    ),
+    "yes_for_a_boolean": (
+        lambda c: c["methods"]["caf"].update(adaptive_margin="yes"),
+        ["methods.caf.adaptive_margin", "'yes' is str, expected a boolean (true or false)"],
+    ),
+    "dataset_root_snakemake_reads_as_a_path_variable": (
+        lambda c: c["datasets"]["ckplus"].update(root="data/<ck>"),
+        ["datasets.ckplus.root", "which Snakemake cannot carry in a path"],
+    ),
     "zero_threads": (
         lambda c: c["resources"]["train"].update(threads=0),
         ["resources.train.threads", "0 is less than the minimum of 1"],

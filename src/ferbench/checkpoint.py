@@ -78,5 +78,9 @@ def load_torch_file(path: Path, what: str) -> Any:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    """torch.save atomically; refused (one line) when a tensor in ``obj`` is NaN or inf."""
+    from ferbench.divergence import require_finite
+
+    require_finite(obj, path, path.name)
     with io.atomic_path(path, suffix=".pt") as tmp:
         torch.save(obj, tmp)

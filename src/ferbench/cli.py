@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("doctor", help="verify the fingerprints and completion markers of caches and results")
     p.add_argument("paths", nargs="+", metavar="CACHE_OR_RESULTS_DIR")
+    p.add_argument("--deep", action="store_true",
+                   help="re-hash every pixel of every face array (default: sampled blocks, the "
+                        "whole array only when its file time changed)")
     p.set_defaults(func=_lazy("ferbench.doctor:main"))
 
     p = verbs.add_parser("settings", help="every setting one job uses, each with the layer "
@@ -146,19 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ferbench import io
+    from ferbench import io, startup
 
     try:
         with io.signals_as_errors():
+            startup.check_address_space(args.verb)  # before torch's import can crash
             return int(args.func(args) or 0)
     except FerbenchError as err:
         print(f"ferbench {args.verb}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        disk = io.disk_error(err.filename or "?", err)
-        if disk is None:
+    except MemoryError:
+        print(f"ferbench {args.verb}: error: {startup.memory_message('out of memory')}", file=sys.stderr)
+        return 2
+    except (OSError, ImportError, RuntimeError) as err:
+        line = startup.one_line(err)
+        if line is None:
             raise
-        print(f"ferbench {args.verb}: error: {disk}", file=sys.stderr)
+        print(f"ferbench {args.verb}: error: {line}", file=sys.stderr)
         return 2
     except io.Terminated as err:
         print(f"ferbench {args.verb}: {err}; temporary files removed", file=sys.stderr)

@@ -114,8 +114,11 @@ class ClipSampler:
             # interval >= min_offset: the hard negative's own positive always fits (toward the anchor)
             raise ValueError(f"interval must be >= 1 and, with TimeAug, >= the offset {min_offset}; "
                              f"got {interval}")
+        if not isinstance(time_aug, bool) or not isinstance(hard_neg, bool):
+            # never bool() a setting: bool("false") is True
+            raise ValueError(f"time_aug and hard_neg must be booleans, got {time_aug!r} and {hard_neg!r}")
         self.table = table
-        self.time_aug, self.hard_neg = bool(time_aug), bool(hard_neg)
+        self.time_aug, self.hard_neg = time_aug, hard_neg
         self.min_offset, self.max_offset, self.interval = int(min_offset), int(max_offset), int(interval)
         pos, rank, length = frame_ranks(table)
         ok = np.ones(len(pos), dtype=bool)

@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ferbench import strict_yaml
+from ferbench.input_checks import check_hparam_types, check_paths
 from ferbench.errors import FerbenchError
 from ferbench.method_blocks import method_block, origin, resolved_methods
 
@@ -31,14 +33,17 @@ METHOD_BUDGET_KEYS = ("pretrain", "datasets")
 
 
 def read_yaml(path: str | Path) -> Any:
-    """A YAML file's content; a syntax error is one line ``file:line:column: problem``."""
+    """A YAML file's content; a syntax error, or a key given twice in one mapping, is one line
+    ``file:line:column: problem``."""
     path = Path(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise FerbenchError(f"{path}: config file does not exist") from None
     try:
-        return yaml.safe_load(text)
+        return strict_yaml.load(text)
+    except strict_yaml.DuplicateKey as err:
+        raise FerbenchError(f"{path}:{err.line}:{err.column}: not valid YAML: {err}") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -76,7 +81,7 @@ def check_config(config: dict[str, Any], where: str = "params.yaml",
     classes = check_methods(config, where)
     check_run_tasks(config, classes, where)
     if allow_unused is None:
-        allow_unused = bool(config["run"].get("allow_unused", False))
+        allow_unused = config["run"].get("allow_unused", False) is True   # schema: a boolean
     check_unused_runs(config, classes, where, allow_unused)
     return classes
 
@@ -162,6 +167,7 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
         # the schema's bounds let NaN through (every comparison with it is false), and infinity
         if isinstance(value, float) and not math.isfinite(value):
             raise FerbenchError(f"{where}: {key}: {value!r} is not a finite number")
+    check_paths(config, where)
     budget = config["budget"]
     if budget not in config["budgets"]:
         raise FerbenchError(f"{where}: budget: {budget!r} is not a key of budgets")
@@ -376,6 +382,8 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
         if unknown:
             raise FerbenchError(f"{where}: {origin(config, name, (unknown[0],))}: not a key of method "
                                 f"{cls.name!r} (known: {', '.join(sorted(known))})")
+        check_hparam_types(cls, name, block, where, skip=(*TRAIN_KEYS, *METHOD_BLOCK_KEYS),
+                           key_of=lambda key: origin(config, name, (key,)))
         # under budgets.<budget>: training keys, pretrain/datasets blocks and hyperparameters
         known = set(TRAIN_KEYS) | set(METHOD_BUDGET_KEYS) | hparams
         for budget, per_budget in (block.get("budgets") or {}).items():
@@ -384,6 +392,8 @@ def check_methods(config: dict[str, Any], where: str = "params.yaml") -> dict[st
                 key = origin(config, name, ("budgets", budget, unknown[0]))
                 raise FerbenchError(f"{where}: {key}: neither a training key nor a hyperparameter of "
                                     f"method {cls.name!r}")
+            check_hparam_types(cls, name, per_budget or {}, where, skip=(*TRAIN_KEYS, *METHOD_BUDGET_KEYS),
+                               key_of=lambda key, budget=budget: origin(config, name, ("budgets", budget, key)))
         classes[name] = cls
     return classes
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import protocols, provenance
+from ferbench import cache_content, protocols, provenance
 from ferbench.errors import FerbenchError
 
 
@@ -263,8 +263,9 @@ def load_fold(cache: str | Path, folds_path: str | Path, fold: int, image_size: 
             raise FerbenchError(f"{meta_path}: missing key {key!r}")
     if dataset is not None and meta.get("dataset") not in (None, dataset):
         raise FerbenchError(f"{meta_path}: folds of dataset {meta['dataset']!r}, not {dataset!r}")
-    provenance.read_report(cache)  # the completion marker: a killed prepare leaves none
+    report = provenance.read_report(cache)  # the completion marker: a killed prepare leaves none
     images = open_images(cache, image_size)
+    cache_content.check_faces(cache, image_size, report)  # pixels as prepare wrote them
     cache_row = folds["cache_row"].to_numpy(np.int64)
     if len(cache_row) and (cache_row.min() < 0 or cache_row.max() >= len(images)):
         raise FerbenchError(f"{folds_path}: cache_row out of range for {Path(cache) / f'faces_{image_size}.npy'} "

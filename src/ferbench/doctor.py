@@ -7,11 +7,15 @@ Walks each folder and reports one line per artefact found:
   folds   a folds table (X.parquet + X.json): its own fingerprint, and built from the sample
           table of the cache beside it (or the one folds.json names)
   run     a run or pretraining folder (metrics.json, encoder.pt, checkpoint_last.pt, ...):
-          finished (metrics.json and the files it promises), encoder.pt recording its provenance,
+          finished (metrics.json and the files it promises), model.pt and encoder.pt loadable,
+          encoder.pt recording its provenance, checkpoint_last.pt (while unfinished) loadable,
           and built from the inputs metrics.json names as they are now: the cache's and folds
           table's fingerprints and the encoder file's sha256 (paths as the jobs were given them:
           run doctor from the folder the jobs ran in)
-  temp    a temporary file a killed writer left (removed by the writer's next start)
+          every face array's pixels against the hashes prepare recorded (ferbench.cache_content:
+          sampled blocks unless the file's time changed; ``--deep``: every pixel re-hashed)
+  temp    a temporary file a killed writer left, naming the command whose next start removes it
+          (prepare, folds, train/pretrain, aggregate: each removes its own folder's)
 
 Each is ``ok``, ``stale`` (built from something else than what is there now, or by a ferbench
 that recorded no fingerprint: rebuild it) or ``incomplete`` (a writer did not finish). The exit
@@ -30,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ferbench import io, provenance
+from ferbench import cache_content, io, provenance
 from ferbench.errors import FerbenchError
 
 RUN_FILES = ("metrics.json", "checkpoint_last.pt", "encoder.pt", "model.pt", "predictions.parquet", "run.log")
@@ -51,7 +55,7 @@ def _json(path: Path) -> Any:
         return None
 
 
-def check_cache(folder: Path) -> Finding:
+def check_cache(folder: Path, deep: bool = False) -> Finding:
     def found(status: str, detail: str) -> Finding:
         return Finding(status, "cache", folder, detail)
 
@@ -68,7 +72,9 @@ def check_cache(folder: Path) -> Finding:
     if provenance.samples_fingerprint(samples) != report["samples_fingerprint"]:
         return found("stale", f"{samples_path.name} does not match {provenance.MARKER} (another sample "
                               f"table); rerun prepare")
-    if provenance.cache_fingerprint(report["samples_fingerprint"], report["settings"]) != report.get("fingerprint"):
+    content = report.get("content")
+    if provenance.cache_fingerprint(report["samples_fingerprint"], report["settings"], content) \
+            != report.get("fingerprint"):
         return found("stale", f"{provenance.MARKER}: fingerprint does not match its settings; rerun prepare")
     channels = report["settings"].get("channels")
     for size in report["settings"].get("sizes", []):
@@ -80,8 +86,12 @@ def check_cache(folder: Path) -> Finding:
         if shape != (len(samples), channels, size, size):
             return found("stale", f"{path.name} has shape {list(shape)}, the report promises "
                                   f"{[len(samples), channels, size, size]}; rerun prepare")
+        why = cache_content.problem(path, (content or {}).get(path.name), deep)
+        if why:
+            return found("stale", f"{path.name}: {why}; rerun prepare")
+    checked = "every pixel re-hashed" if deep else "pixels spot-checked"
     return found("ok", f"{len(samples)} faces at {report['settings'].get('sizes')} px, "
-                       f"fingerprint {report['fingerprint'][:12]}")
+                       f"fingerprint {report['fingerprint'][:12]}, {checked}")
 
 
 def check_folds(meta_path: Path) -> Finding:
@@ -130,6 +140,10 @@ def check_run(folder: Path, names: set[str], memo: dict | None = None) -> Findin
         return found("incomplete", f"metrics.json without {', '.join(missing)}; rerun the job")
     detail = f"{'pretrain' if pretrain else 'train'} {metrics.get('dataset')} {metrics.get('method')} " \
              f"fold {metrics.get('fold')} seed {metrics.get('seed')}"
+    for name in ("encoder.pt",) if pretrain else ("model.pt",):  # before the inputs: the worse news
+        why = _unreadable_torch_file(folder / name)
+        if why:
+            return found("incomplete", f"{name} unreadable ({why}, truncated or damaged); rerun the job")
     mismatch = provenance.check_inputs(metrics.get("inputs"), memo)
     if mismatch:
         return found("stale", mismatch)
@@ -149,7 +163,43 @@ def check_run(folder: Path, names: set[str], memo: dict | None = None) -> Findin
     return found("ok", f"{detail}; inputs ({read}) unchanged")
 
 
-def scan(root: Path, memo: dict | None = None) -> list[Finding]:
+def _unreadable_torch_file(path: Path) -> str | None:
+    """Why torch cannot load ``path`` (truncated, damaged), or None."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a damaged file
+        return type(err).__name__
+    return None
+
+
+def _writer_of(path: Path) -> str:
+    """The command whose next start removes a temporary file (it owns the folder), or ""."""
+    final = io.final_name(path)
+    if final in ("report.json", "samples.parquet", "landmarks.npy") or _FACES.fullmatch(final):
+        return "`ferbench prepare`"
+    if final.startswith("folds"):
+        return "`ferbench folds`"
+    if final in ("encoder.pt",):
+        return "`ferbench pretrain`"
+    if final in RUN_FILES or final in ("train_log.csv", "embeddings.parquet", "checkpoint_last.pt"):
+        return "`ferbench train` or `ferbench pretrain` (whichever wrote this run folder)"
+    if path.parent.name in ("tables", "figures", "plots") or final == "summary.json":
+        return "`ferbench aggregate`"
+    return ""  # no command owns this folder
+
+
+def check_checkpoint(folder: Path) -> Finding | None:
+    """A checkpoint_last.pt that does not load: a rerun would stop on it."""
+    path = folder / "checkpoint_last.pt"
+    why = _unreadable_torch_file(path)
+    if why:
+        return Finding("incomplete", "run", path, f"checkpoint unreadable ({why}); delete it to start afresh")
+    return None
+
+
+def scan(root: Path, memo: dict | None = None, deep: bool = False) -> list[Finding]:
     """Every artefact under ``root`` (a folder), checked (``memo``: input fingerprints already
     computed, shared by the runs that read the same cache, folds table or encoder)."""
     memo = {} if memo is None else memo
@@ -158,7 +208,7 @@ def scan(root: Path, memo: dict | None = None) -> list[Finding]:
         dirs.sort()
         here, names = Path(folder), set(files)
         if {provenance.MARKER, "samples.parquet"} & names or any(_FACES.fullmatch(n) for n in names):
-            out.append(check_cache(here))
+            out.append(check_cache(here, deep))
         for name in sorted(names):
             stem, ext = os.path.splitext(name)
             if ext == ".json" and f"{stem}.parquet" in names and name != provenance.MARKER:
@@ -167,9 +217,15 @@ def scan(root: Path, memo: dict | None = None) -> list[Finding]:
                 out.append(Finding("incomplete", "folds", here / name, f"no {stem}.json beside it; rerun folds"))
         if names & set(RUN_FILES):
             out.append(check_run(here, names, memo))
+            if "checkpoint_last.pt" in names:
+                bad = check_checkpoint(here)
+                if bad is not None:
+                    out.append(bad)
         for path in io.temporary_files(here):
-            out.append(Finding("incomplete", "temp", path, "temporary file a killed writer left; "
-                                                           "the writer's next start removes it"))
+            owner = _writer_of(path)
+            who = (f"the next start of {owner} removes it" if owner
+                   else "no command removes it here: delete it once no ferbench command runs")
+            out.append(Finding("incomplete", "temp", path, f"temporary file a killed writer left; {who}"))
     return out
 
 
@@ -180,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
         root = Path(given)
         if not root.is_dir():
             raise FerbenchError(f"{root}: not a folder")
-        found = scan(root, memo)
+        found = scan(root, memo, deep=getattr(args, "deep", False))
         if not found:
             findings.append(Finding("incomplete", "none", root, "no cache, folds table or run found here"))
         findings.extend(found)

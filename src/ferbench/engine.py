@@ -72,10 +72,12 @@ import torch
 
 from ferbench import io, probe
 from ferbench.augment import Augmenter
+from ferbench.cache_content import check_channels
 from ferbench.checkpoint import (CHECKPOINT, CHECKPOINT_FORMAT, load_checkpoint, load_torch_file, rng_state,
                                  save_torch, set_rng_state)
 from ferbench.config import load_config, resolved_settings, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
+from ferbench.divergence import DivergenceWatch, require_finite
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
 from ferbench.provenance import check_encoder, encoder_provenance, job_inputs, run_provenance
@@ -199,6 +201,7 @@ class Trainer:
         self.probes: dict[str, dict[str, Any]] = {}   # encoder probes before fine-tuning (train --pretrained)
         self.probe_p = float("nan")                   # p of "pretrained probe beats random" (paired)
         self.t_start = time.perf_counter()
+        self.divergence = DivergenceWatch(self.log)
 
         method.to(device)
         if self.cuda:
@@ -342,7 +345,10 @@ class Trainer:
         if self.out is None:
             return
         self.check_finite()
-        save_torch(self.out / CHECKPOINT, self.checkpoint_state())
+        state = self.checkpoint_state()
+        require_finite(state, self.out / CHECKPOINT, f"checkpoint of step {self.step}",
+                       f"; last finite checkpoint (step {self.checkpoint_step}) kept" if self.checkpoint_step else "")
+        save_torch(self.out / CHECKPOINT, state)
         self.checkpoint_step = self.step
         self.write_log_csv()
         if hasattr(self.log, "save"):
@@ -422,6 +428,8 @@ class Trainer:
                     for host in feed:
                         batch = self.prepare(host, train=True)
                         out = self.train_step(batch)
+                        if self.step == 0:
+                            self.divergence.first_step(out)
                         self.method.on_step_end(self.step + 1)
                         self.accumulate(out)
                         self.step += 1
@@ -458,7 +466,9 @@ class Trainer:
             scores, _, _ = evaluate(self, self.data.indices["val"], features=False)
             extra = {f"val_{k}": v for k, v in scores["metrics"].items()}
         self.method.on_epoch_end(self.epoch)
-        self.flush_log(extra)
+        row = self.flush_log(extra)
+        if self.epoch == 0:
+            self.divergence.end_of_first_epoch(row, self.learning_rates().get("lr"))
         self.log(self.epoch_line(epoch_seconds, extra))
         self.epoch += 1
         self.index = 0
@@ -681,9 +691,11 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     resolved = resolved_settings(config, args.dataset, args.method, stage, config_path=str(args.config))
     seed_everything(int(args.seed))
     method = cls(settings, task)
+    check_channels(args.cache, size, int(data.images.shape[1]), method.in_channels, args.method)
     method.setup(data, stage)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    io.remove_temporaries(out)  # the run folder is this job's alone: a killed attempt's leftovers
     # the settings this job trains with, as `ferbench settings` prints them (one source)
     io.write_json(out / "settings.json", resolved)
     log = RunLog(out / "run.log")
@@ -765,7 +777,9 @@ def job_provenance(trainer: Trainer, settings: dict[str, Any], wall_s: float) ->
 def main_train(args: argparse.Namespace) -> int:
     trainer, settings, log, out = _fit(args, "train")
     data, method = trainer.data, trainer.method
-    legacy = bool(settings.get("metrics", {}).get("legacy", False))
+    legacy = settings.get("metrics", {}).get("legacy", False)
+    if not isinstance(legacy, bool):  # never bool() a setting: bool("false") is True
+        raise FerbenchError(f"{args.config}: metrics.legacy: {legacy!r} is not true or false")
     scores, table, embeddings = evaluate(trainer, data.indices["test"], legacy=legacy)
     result: dict[str, Any] = {**_common(args), "task": data.task}
     if data.task == "classification":

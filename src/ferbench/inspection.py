@@ -78,8 +78,10 @@ def summarize(
     return summary
 
 
-def verify_images(reader: Reader, root: Path, table: pd.DataFrame, strict: bool, progress: bool = True) -> pd.Series:
-    """Decode every image; returns a bool mask of readable rows (strict: first failure raises)."""
+def verify_images(reader: Reader, root: Path, table: pd.DataFrame, strict: bool, progress: bool = True,
+                  reasons: collections.Counter | None = None) -> pd.Series:
+    """Decode every image; returns a bool mask of readable rows (strict: first failure raises).
+    ``reasons`` counts the failures: an unsupported pixel format under its mode, else unreadable."""
     ok = []
     images = reader.iter_images(root, table)
     for image in tqdm(images, total=len(table), desc="verify", unit="img", file=sys.stderr,
@@ -87,6 +89,8 @@ def verify_images(reader: Reader, root: Path, table: pd.DataFrame, strict: bool,
         if isinstance(image, FerbenchError):
             if strict:
                 raise FerbenchError(f"{image} (--strict)")
+            if reasons is not None:
+                reasons[getattr(image, "reason", UNREADABLE)] += 1
             ok.append(False)
         else:
             ok.append(True)
@@ -128,10 +132,9 @@ def main(args: argparse.Namespace) -> int:
     table = result.table.reset_index(drop=True)
     skipped = collections.Counter(result.skipped)
     if getattr(args, "verify", False):
-        ok = verify_images(reader, root, table, args.strict)
-        skipped[UNREADABLE] += int((~ok).sum())
-        if skipped[UNREADABLE] == 0:
-            del skipped[UNREADABLE]
+        reasons: collections.Counter = collections.Counter()
+        ok = verify_images(reader, root, table, args.strict, reasons=reasons)
+        skipped.update(reasons)
         table = table[ok].reset_index(drop=True)
     if table.empty:
         raise FerbenchError(f"{root}: the {args.dataset} reader found no samples")

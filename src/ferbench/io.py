@@ -104,6 +104,12 @@ def temporary_files(folder: str | os.PathLike, of: Callable[[str], bool] | None 
     return out
 
 
+def final_name(path: str | os.PathLike) -> str:
+    """The artefact name a temporary file stands for (``.model.pt.ab12cd34.pt`` -> ``model.pt``)."""
+    match = _TEMPORARY.match(Path(path).name)
+    return (match["final"] or match["shrunk"]) if match else Path(path).name
+
+
 def remove_temporaries(folder: str | os.PathLike, of: Callable[[str], bool] | None = None) -> list[Path]:
     """Delete what a killed writer left in ``folder`` (see :func:`temporary_files`)."""
     removed = temporary_files(folder, of)

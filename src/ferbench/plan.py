@@ -139,7 +139,7 @@ class Plan:
         source = cls.pretrain_source(settings)
         if source not in self.config["datasets"]:
             raise FerbenchError(f"methods.{run}: pretraining dataset {source!r} has no entry under datasets")
-        return Pretraining(source, run, bool(cls.pretrain_data_depends_on_fold(settings)))
+        return Pretraining(source, run, cls.pretrain_data_depends_on_fold(settings) is True)
 
     def pretraining(self, dataset: str, run: str) -> Pretraining | None:
         """Where the encoder of ``run`` on target ``dataset`` comes from (None: no pretraining)."""

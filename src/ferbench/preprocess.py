@@ -36,7 +36,9 @@ would die of SIGBUS). report.json is the completion marker: an older cache loses
 work starts and the new one is renamed into place last; consumers refuse a cache without it.
 report.json records fingerprints (ferbench.provenance): ``samples_fingerprint`` of the cached
 sample table, ``settings`` (dataset, sizes, channels, margin, crop_per, precropped) and
-``fingerprint`` of both. Unreadable images are counted
+``content`` (ferbench.cache_content: a sha256 of each face array's pixels, hashed while writing,
+with its size, time and sampled blocks for the quick re-check before training) and
+``fingerprint`` of all three. Unreadable images are counted
 under skipped "unreadable image" and left out of samples.parquet; with --strict the first one
 is an error naming the file.
 
@@ -69,7 +71,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from ferbench import io, provenance
+from ferbench import cache_content, io, provenance
 from ferbench.datasets import get_reader
 from ferbench.datasets.base import Reader, ReadResult
 from ferbench.errors import FerbenchError
@@ -557,6 +559,7 @@ def prepare_cache(
             faces_tmp = [stack.enter_context(io.atomic_path(out / f"faces_{s}.npy", suffix=".npy")) for s in sizes]
             arrays = [io.open_memmap(p, (n, channels, s, s), np.uint8)
                       for p, s in zip(faces_tmp, sizes)]
+            hashers = [cache_content.PixelHasher() for _ in sizes]  # hashed as written
             # landmark points of the original table (not crop_table's sequence corners)
             marks_tmp = stack.enter_context(io.atomic_path(out / "landmarks.npy", suffix=".npy"))
             points = landmark_count(table)
@@ -571,11 +574,13 @@ def prepare_cache(
                         if isinstance(res, FerbenchError):
                             if strict:
                                 raise FerbenchError(f"{res} (--strict)")
-                            skipped[UNREADABLE] += 1
+                            # an unsupported pixel format is counted under its mode
+                            skipped[getattr(res, "reason", UNREADABLE)] += 1
                         else:
                             faces, method, region = res
-                            for array, face in zip(arrays, faces):
+                            for array, hasher, face in zip(arrays, hashers, faces):
                                 array[row] = face
+                                hasher.update(face)
                             marks[row] = points_to_crop(raw_marks[pos], region, points)
                             crops[method] += 1
                             kept[pos] = True
@@ -592,6 +597,9 @@ def prepare_cache(
             if row < n:
                 for path in faces_tmp:
                     _shrink_npy(path, row)
+            # after the last change to each file: its size and time are what the quick check compares
+            content = {f"faces_{s}.npy": cache_content.record(p, h.hexdigest())
+                       for s, p, h in zip(sizes, faces_tmp, hashers)}
             samples = table[kept].reset_index(drop=True)
             samples["cache_row"] = np.arange(row, dtype=np.int64)
             io.write_parquet(samples_tmp, samples)
@@ -617,7 +625,8 @@ def prepare_cache(
                               "rows": int(np.isfinite(marks).all(axis=(1, 2)).sum()) if points else 0},
                 "settings": settings,
                 "samples_fingerprint": samples_fp,
-                "fingerprint": provenance.cache_fingerprint(samples_fp, settings),
+                "content": content,
+                "fingerprint": provenance.cache_fingerprint(samples_fp, settings, content),
                 **split_report,
             }
             io.write_json(report_tmp, report)

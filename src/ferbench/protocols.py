@@ -446,6 +446,8 @@ def main(args: argparse.Namespace) -> int:
     protocol = parse_protocol_arg(getattr(args, "protocol", None), args.dataset)
     folds_df, meta = assign_folds(table, args.dataset, protocol, getattr(args, "fold_file", None))
     out = Path(args.out)
+    # what a killed folds run left of these two files (the cache folder's others are prepare's)
+    io.remove_temporaries(out.parent, lambda name: name in (out.name, out.with_suffix(".json").name))
     meta["source"] = {"samples": str(samples_path), "samples_fingerprint": samples_fp,
                       "cache_fingerprint": report.get("fingerprint")}
     meta["fingerprint"] = provenance.folds_fingerprint(folds_df)

@@ -3,8 +3,9 @@
 Fingerprints (sha256 hex) recorded at write time:
 
   report.json    ``samples_fingerprint``: the cached sample table (sample ids in cache order and
-                 the columns the folds derive from); ``settings``: the crop settings; and
-                 ``fingerprint``: both together. report.json is also the completion marker.
+                 the columns the folds derive from); ``settings``: the crop settings;
+                 ``content``: each face array's pixel sha256 (ferbench.cache_content); and
+                 ``fingerprint``: all three together. report.json is also the completion marker.
   folds.json     ``source``: {``samples``: the samples.parquet it was built from,
                  ``samples_fingerprint``}; ``fingerprint``: folds.parquet's own content.
   encoder.pt     ``provenance``: {dataset, fold (None for all subjects), all_subjects,
@@ -65,8 +66,13 @@ def folds_fingerprint(folds: pd.DataFrame) -> str:
     return table_fingerprint(folds, FOLDS_COLUMNS)
 
 
-def cache_fingerprint(samples_fp: str, settings: Mapping[str, Any]) -> str:
-    text = json.dumps({"samples": samples_fp, "settings": dict(settings)}, sort_keys=True)
+def cache_fingerprint(samples_fp: str, settings: Mapping[str, Any],
+                      content: Mapping[str, Any] | None = None) -> str:
+    """Sample table, settings and (recorded since pixel hashes) each face array's pixel sha256."""
+    fields: dict[str, Any] = {"samples": samples_fp, "settings": dict(settings)}
+    if content:
+        fields["pixels"] = {name: (rec or {}).get("sha256") for name, rec in sorted(content.items())}
+    text = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

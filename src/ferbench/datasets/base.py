@@ -229,25 +229,95 @@ def require_root(root: Path, dataset: str) -> Path:
     return root
 
 
-def to_uint8_image(image: Any, where: str | Path) -> np.ndarray:
-    """A PIL image (any mode: palette, 16-bit, RGBA, CMYK) -> uint8 HxW grey or HxWx3 RGB."""
-    from PIL import Image
+#: Pillow modes of 16-bit grey (little, big and native byte order): scaled to 8 bits
+GREY_16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+#: every Pillow mode to_uint8_image decodes; any other is skipped, counted under its mode
+DECODED_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I",
+                 *GREY_16_MODES)
+#: the EXIF tag saying how the stored pixels must be turned to stand upright
+_ORIENTATION = 0x0112
 
+
+class UnsupportedImage(FerbenchError):
+    """An image in a pixel format ferbench does not decode: ``prepare`` skips it and counts it
+    under ``reason`` (the mode named), or stops with --strict."""
+
+    def __init__(self, where: str | Path, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where, self.reason = where, reason
+
+    def __reduce__(self) -> tuple:  # prepare's worker processes send it back pickled
+        return type(self), (self.where, self.reason)
+
+
+def to_uint8_image(image: Any, where: str | Path) -> np.ndarray:
+    """The one pixel decoder of every reader: a PIL image -> uint8 HxW grey or HxWx3 RGB,
+    upright as its EXIF orientation says.
+
+    8-bit grey, 1-bit and grey palettes stay grey; 16-bit grey is scaled to 8 bits
+    (round(v * 255 / 65535): the full range, not clipped at 255); colour palettes, YCbCr and
+    CMYK become RGB (Pillow's conversions); an alpha channel (RGBA, LA, a palette with a
+    transparent entry) is composited over black, the colour ``prepare`` pads crops with.
+    Mode ``I`` (32-bit integers, how some tools store 16-bit grey) is read as 16-bit grey when
+    every value lies in 0..65535. Any other mode (float ``F``, signed 16-bit, LAB, HSV, ...)
+    raises UnsupportedImage naming the mode.
+    """
     try:
         image.load()
-        if image.mode in ("L", "RGB"):
-            converted = image
-        elif image.mode in ("1", "P", "LA", "I", "I;16", "I;16B", "F") and not _palette_is_colour(image):
-            converted = image.convert("L")
-        else:
-            converted = image.convert("RGB")
-        return np.asarray(converted, dtype=np.uint8).copy()
+        if image.mode not in DECODED_MODES:
+            raise UnsupportedImage(where, f"unsupported image mode {image.mode}")
+        image = _upright(image)
+        return np.ascontiguousarray(_pixels(image, where))
     except (OSError, ValueError, SyntaxError) as err:
         raise FerbenchError(f"{where}: unreadable image ({err})") from err
 
 
+def _upright(image: Any) -> Any:
+    """The image turned as its EXIF orientation tag says (most cameras store it sideways and
+    tag it rather than turning the pixels); unchanged without a tag."""
+    from PIL import ImageOps
+
+    try:
+        orientation = image.getexif().get(_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block: the pixels are still fine, read them as stored
+        return image
+    return ImageOps.exif_transpose(image) if orientation not in (1, None) else image
+
+
+def _over_black(pixels: np.ndarray) -> np.ndarray:
+    """uint8 [..., C + 1] colour plus alpha -> uint8 [..., C]: composited over black, rounded."""
+    colour = pixels[..., :-1].astype(np.uint32)
+    alpha = pixels[..., -1:].astype(np.uint32)
+    return ((colour * alpha + 127) // 255).astype(np.uint8)
+
+
+def _pixels(image: Any, where: str | Path) -> np.ndarray:
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return np.asarray(image, dtype=np.uint8)
+    if mode in GREY_16_MODES or mode == "I":
+        values = np.asarray(image)
+        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            raise UnsupportedImage(where, "unsupported image mode I (values outside 0..65535)")
+        wide = values.astype(np.uint32)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    if mode in ("P", "PA"):
+        grey = not _palette_is_colour(image)
+        if mode == "PA" or "transparency" in image.info:
+            rgb = _over_black(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+            return rgb[..., 0] if grey else rgb
+        return np.asarray(image.convert("L" if grey else "RGB"), dtype=np.uint8)
+    if mode in ("LA", "La"):
+        return _over_black(np.asarray(image.convert("LA"), dtype=np.uint8))[..., 0]
+    if mode in ("RGBA", "RGBa"):
+        return _over_black(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    if mode == "1":
+        return np.asarray(image.convert("L"), dtype=np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)  # RGBX, CMYK, YCbCr
+
+
 def _palette_is_colour(image: Any) -> bool:
-    if image.mode != "P":
+    if image.mode not in ("P", "PA"):
         return False
     palette = image.getpalette() or []
     rgb = np.asarray(palette[: (len(palette) // 3) * 3]).reshape(-1, 3)

@@ -149,6 +149,8 @@ class AVCE(Supervised):
     )
     tasks = ("va",)
     manual_optimization = True
+    hparam_types = {key: (float, int, type(None))
+                    for key in ("mu", "delta2", "hold_weight", "contrastive_weight", "head_lr")}
     defaults = {
         "fidelity": "paper",          # paper | code (the authors' constants, see the docstring)
         "z_dim": 32,                  # d

@@ -196,6 +196,9 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
         "augment": {},   # AugmentConfig overrides (see augment.py), both stages
         "pretrain_augment": {},  # further overrides for the pretraining stage (SSL: strong)
     }
+    #: declared types of hyperparameters whose default does not say it (a null default):
+    #: key -> the accepted types, ``type(None)`` for null (merged along the MRO like defaults)
+    hparam_types: ClassVar[dict[str, tuple[type, ...]]] = {}
     #: options for metrics.va_metrics in legacy mode (e.g. {"sagr_variant": "caf"})
     legacy_metric_options: ClassVar[dict[str, Any]] = {}
     #: hyperparameters that only affect the train stage: the workflow leaves them out of the
@@ -274,6 +277,44 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
             merged.update(getattr(klass, "__dict__", {}).get("defaults", {}))
         return merged
 
+    @classmethod
+    def hparam_type_problem(cls, key: str, value: Any) -> str | None:
+        """Why ``value`` is not of hyperparameter ``key``'s declared type (the type of its
+        default, or ``hparam_types``), or None. A boolean takes only true/false (never the
+        string "false", which bool() would read as true); an integer takes no float or bool; a
+        float takes an integer too."""
+        declared: dict[str, tuple[type, ...]] = {}
+        for klass in reversed(cls.__mro__):
+            declared.update(getattr(klass, "__dict__", {}).get("hparam_types", {}))
+        default = cls.all_defaults().get(key)
+        if key in declared:
+            accepted = declared[key]
+        elif default is None:
+            return None  # no declared type: anything the method itself checks
+        elif isinstance(default, bool):
+            accepted = (bool,)
+        elif isinstance(default, int):
+            accepted = (int,)
+        elif isinstance(default, float):
+            accepted = (float, int)
+        elif isinstance(default, (list, tuple)):
+            accepted = (list, tuple)
+        elif isinstance(default, Mapping):
+            accepted = (dict,)
+        else:
+            accepted = (type(default),)
+        if isinstance(value, bool) and bool not in accepted:
+            ok = False
+        else:
+            ok = isinstance(value, accepted)
+        if ok:
+            return None
+        names = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string",
+                 list: "a list", tuple: "a list", dict: "a mapping", type(None): "null"}
+        shown = [t for t in accepted if not (t is int and float in accepted)]  # a number covers both
+        want = " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in shown))
+        return f"{value!r} is {type(value).__name__}, expected {want}"
+
     def merge_hparams(self, given: Mapping[str, Any]) -> dict[str, Any]:
         defaults = self.all_defaults()
         given = {k: v for k, v in given.items() if k not in ("class", "pretrain")}
@@ -282,6 +323,10 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
             raise FerbenchError(
                 f"methods.{self.settings.get('method_name', self.name)}: unknown key {unknown[0]!r} "
                 f"for method class {self.name!r} (known: {', '.join(sorted(defaults))})")
+        for key, value in given.items():
+            problem = self.hparam_type_problem(key, value)
+            if problem:
+                raise FerbenchError(f"methods.{self.run_name}.{key}: {problem}")
         hp = dict(defaults)
         hp.update(given)
         if hp["channels"] not in (1, 3):

@@ -424,7 +424,7 @@ class GCNet(Supervised):
     def training_step(self, batch: Batch, optimizers: Any = None) -> dict[str, torch.Tensor]:
         hp = self.hp
         x, x_ref = batch.views[0], batch.views[1]
-        recon = bool(hp["reconstruction"])
+        recon = hp["reconstruction"]  # a boolean: merge_hparams checked its type
         p = self.pair(x, switches=recon)
         zx, zg = p["zx"].float(), p["zg"].float()
         cls = self.classification_loss(self.head((zx - zg).abs()), batch.labels)

@@ -57,6 +57,7 @@ class SSLMethod(Supervised):
     )
     pretrain = True
     pretrain_views = 2
+    hparam_types = {"pretrain_dataset": (str, type(None))}
     defaults = {
         "proj_hidden_dim": 2048,     # projector hidden width
         "proj_dim": 128,             # projector output (seed 001: 128-d)

@@ -204,7 +204,7 @@ class SSLFER(SimCLR):
                                 f"dataset with methods.{self.run_name}.pretrain_dataset (e.g. ckplus)")
         lo, hi = self.hp["time_offsets"]
         self._subject = pd.factorize(data.folds["subject"].astype(str))[0].astype(np.int64)
-        self.sampler = ClipSampler(table, time_aug=bool(self.hp["time_aug"]), hard_neg=bool(self.hp["hard_neg"]),
+        self.sampler = ClipSampler(table, time_aug=self.hp["time_aug"], hard_neg=self.hp["hard_neg"],
                                    min_offset=int(lo), max_offset=int(hi),
                                    interval=int(self.hp["hard_neg_interval"]), where=where)
         u = self.sampler.usability

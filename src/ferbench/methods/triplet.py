@@ -76,6 +76,7 @@ class Triplet(Supervised):
     )
     pretrain = True
     pretrain_views = 3
+    hparam_types = {"pretrain_dataset": (str, type(None))}
     defaults = {
         "sampling": "m12",          # m1 | m2 | m12 (Method 1 then Method 2)
         "margin": 0.2,              # alpha (inferred)
@@ -148,7 +149,7 @@ class Triplet(Supervised):
         if wanted and wanted != dataset:
             raise FerbenchError(f"methods.{self.run_name}.pretrain_dataset is {wanted!r}: its pretraining "
                                 f"reads {wanted} (ferbench pretrain --dataset {wanted}), not {dataset}")
-        table = build_sequence_table(data.folds, data.subject_mask, until_apex=bool(self.hp["until_apex"]))
+        table = build_sequence_table(data.folds, data.subject_mask, until_apex=self.hp["until_apex"])
         where = f"{dataset} fold {getattr(data, 'fold', '?')} (methods.{self.run_name})"
         if not table.n_sequences:
             where += (" has no sequences among its training subjects; pretrain on a sequence dataset "

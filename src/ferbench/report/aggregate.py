@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from ferbench.config import load_config
-from ferbench.io import write_json, write_text
+from ferbench.io import remove_temporaries, write_json, write_text
 from ferbench.report import figures, tables
 from ferbench.report.html import write_report
 from ferbench.report.outputs import Outputs
@@ -25,10 +26,23 @@ from ferbench.report.runs import (collect_runs, fill_data_from_config, run_sizes
 from ferbench.report.stats import paired_tests
 
 
+def remove_leftovers(args: argparse.Namespace) -> None:
+    """What a killed aggregate left: every temporary file in its table and figure folders
+    (aggregate's own), and those of its single files beside other things (summary, plots,
+    report)."""
+    for folder in (args.tables, args.figures):
+        remove_temporaries(folder)
+    for single in (args.summary, args.plots, getattr(args, "report", None)):
+        if single:
+            name = Path(single).name
+            remove_temporaries(Path(single).parent, lambda final, name=name: final == name)
+
+
 def main(args: argparse.Namespace) -> int:
     # Already validated by the workflow (validate-config); only `budget`, `datasets.*.root` and
     # `synthetic.out` are read here.
     config = load_config(args.config, validate=False)
+    remove_leftovers(args)
     budget = config.get("budget")
     runs, notes = collect_runs(args.runs, budget=budget if isinstance(budget, str) else None)
     fill_data_from_config(runs, config)
