@@ -6,8 +6,10 @@
    with one clear line *before* training when something is wrong;
 2. trains: batches gathered from the memory-mapped cache by a background thread (one sorted
    fancy index each), copied to the device (pinned, non-blocking on CUDA), augmented there per
-   sample; bf16 autocast and channels_last on CUDA; no host sync in the loop except every
-   ``LOG_EVERY`` steps;
+   sample; precision and memory format as the schedule's ``precision`` / ``memory_format``
+   ask, ``auto`` detected for the device (ferbench.precision: bf16 autocast on CUDA and on CPUs
+   with native bf16, channels_last on CUDA and oneDNN CPUs); no host sync in the loop except
+   every ``LOG_EVERY`` steps;
 3. checkpoints every ``checkpoint_every`` steps (model, optimisers, schedulers, the epoch's batch
    order, every RNG state, the log so far) to ``checkpoint_last.pt`` and resumes from it when
    rerun, reaching the same result as an uninterrupted run (bitwise on CPU);
@@ -20,7 +22,9 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        legacy_metrics (only when config metrics.legacy; same keys),
                        confusion (classification; rows = true class), inputs (the cache's, folds
                        table's and encoder's fingerprints: ferbench.provenance), n_train, n_test, steps,
-                       wall_s, budget, backbone, device, extra: {method-specific numbers}}
+                       wall_s, budget, backbone, device, precision, memory_format (as resolved),
+                       train_images_per_s (training images per second of training-loop time,
+                       validation included; this attempt's), extra: {method-specific numbers}}
   predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
                        va: sample_id, valence, arousal, pred_valence, pred_arousal
   embeddings.parquet   sample_id, e0 .. e{D-1} (float32): the test samples' features the head
@@ -39,7 +43,8 @@ Artefacts of ``pretrain``
                        a test subject of its fold
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
                        logged means}, inputs (as above, no encoder), n_train (frames sampled
-                       from), steps, wall_s, budget, backbone, device, extra}
+                       from), steps, wall_s, budget, backbone, device, precision, memory_format,
+                       train_images_per_s, extra}
   train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
 """
 
@@ -69,6 +74,7 @@ from ferbench.config import load_config, stage_settings
 from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
+from ferbench.precision import resolve as resolve_compute_path
 from ferbench.provenance import check_encoder, encoder_provenance, job_inputs
 
 #: test-time augmentation options (schedule key ``tta``)
@@ -165,7 +171,7 @@ class Trainer:
         self.gen_data = torch.Generator().manual_seed(seed * 2 + 1)
         self.gen_aug = torch.Generator().manual_seed(seed * 2 + 2)
         self.augmenter = Augmenter(method.augment_config(), method.in_channels, self.gen_aug)
-        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        self.compute = resolve_compute_path(self.schedule, device)
         self.method.autocast = self.autocast
         self.step_callbacks: list[Callable[[int], None]] = []
         self.log_rows: list[dict[str, Any]] = []
@@ -183,9 +189,7 @@ class Trainer:
         self.tb: Any = None
         self.t_start = time.perf_counter()
 
-        method.to(device)
-        if self.cuda:
-            method.to(memory_format=torch.channels_last)
+        self.compute.format_model(method.to(device))
         self.epochs = int(self.schedule["epochs"])
         self.steps_per_epoch = method.num_batches()
         self.total_steps = self.epochs * self.steps_per_epoch
@@ -194,9 +198,7 @@ class Trainer:
         self.checkpoint_every = max(1, int(self.schedule.get("checkpoint_every") or self.total_steps))
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.compute.autocast()
 
     # -- batches -----------------------------------------------------------------------------
     def to_batch(self, host: HostBatch) -> Batch:
@@ -214,7 +216,7 @@ class Trainer:
     def prepare(self, host: HostBatch, train: bool) -> Batch:
         batch = self.to_batch(host)
         views = self.method.transform(batch, self.augmenter, train=train)
-        batch.views = [v.contiguous(memory_format=self.memory_format) for v in views]
+        batch.views = [self.compute.format_batch(v) for v in views]
         return batch
 
     # -- one iteration -----------------------------------------------------------------------
@@ -438,6 +440,11 @@ class Trainer:
     def wall_s(self) -> float:
         return self.wall_before + (time.perf_counter() - self.t_start)
 
+    def speed_record(self) -> dict[str, Any]:
+        """metrics.json's record of how and how fast this job computed."""
+        return {**self.compute.record(), "wall_s": round(self.wall_s, 3),
+                "train_images_per_s": round(self.images_seen / max(self.train_seconds, 1e-9), 1)}
+
 
 # -- evaluation -------------------------------------------------------------------------------
 @torch.inference_mode()
@@ -599,7 +606,8 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     n = len(method.sampling_units())
     log(f"{stage} {args.dataset} {args.method} (class {cls.name}) fold {args.fold} seed {args.seed}: "
         f"{n} {'training samples' if stage == 'train' else 'frames'}, {trainer.total_steps} steps on {device}, "
-        f"backbone {settings['train']['backbone']} {size}px, {args.threads} thread(s)")
+        f"backbone {settings['train']['backbone']} {size}px, {args.threads} thread(s), "
+        f"{trainer.compute.describe()}")
     return trainer, settings, log
 
 
@@ -653,9 +661,9 @@ def main_train(args: argparse.Namespace) -> int:
         result["confusion"] = scores["confusion"]
     result.update({
         "n_train": int(len(data.indices["train"])), "n_test": int(len(data.indices["test"])),
-        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "steps": trainer.step, "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
-        "extra": method.extra_metrics(),
+        **trainer.speed_record(), "extra": method.extra_metrics(),
     })
     io.write_parquet(out / "predictions.parquet", table)
     io.write_parquet(out / "embeddings.parquet", embeddings)
@@ -684,9 +692,9 @@ def main_pretrain(args: argparse.Namespace) -> int:
     result = {
         **_common(args), "stage": "pretrain", "task": trainer.data.task,
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
-        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
+        "steps": trainer.step, "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
-        "extra": method.extra_metrics(), "inputs": settings["inputs"],
+        **trainer.speed_record(), "extra": method.extra_metrics(), "inputs": settings["inputs"],
     }
     trainer.write_log_csv()
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))
