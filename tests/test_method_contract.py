@@ -272,6 +272,9 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one
         a = json.loads((whole / "metrics.json").read_text())
         b = json.loads((broken / "metrics.json").read_text())
         assert a.get("metrics") == b.get("metrics") and a.get("losses") == b.get("losses")
+        # both stages record how and how fast they computed
+        assert {k: a[k] for k in ("precision", "memory_format")} == trainer.compute.record()
+        assert a["train_images_per_s"] > 0 and a["wall_s"] > 0
         if stage == "train":
             _check_embeddings(whole, broken, data, method)
         if stage == "pretrain":

@@ -441,8 +441,8 @@ class Trainer:
         return self.wall_before + (time.perf_counter() - self.t_start)
 
     def speed_record(self) -> dict[str, Any]:
-        """metrics.json's record of how and how fast this job computed."""
-        return {**self.compute.record(), "wall_s": round(self.wall_s, 3),
+        """metrics.json's record of how and how fast this job computed (beside wall_s)."""
+        return {**self.compute.record(),
                 "train_images_per_s": round(self.images_seen / max(self.train_seconds, 1e-9), 1)}
 
 
@@ -661,9 +661,10 @@ def main_train(args: argparse.Namespace) -> int:
         result["confusion"] = scores["confusion"]
     result.update({
         "n_train": int(len(data.indices["train"])), "n_test": int(len(data.indices["test"])),
-        "steps": trainer.step, "budget": settings.get("budget"),
+        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
-        **trainer.speed_record(), "extra": method.extra_metrics(),
+        **trainer.speed_record(),
+        "extra": method.extra_metrics(),
     })
     io.write_parquet(out / "predictions.parquet", table)
     io.write_parquet(out / "embeddings.parquet", embeddings)
@@ -692,9 +693,10 @@ def main_pretrain(args: argparse.Namespace) -> int:
     result = {
         **_common(args), "stage": "pretrain", "task": trainer.data.task,
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
-        "steps": trainer.step, "budget": settings.get("budget"),
+        "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
-        **trainer.speed_record(), "extra": method.extra_metrics(), "inputs": settings["inputs"],
+        **trainer.speed_record(),
+        "extra": method.extra_metrics(), "inputs": settings["inputs"],
     }
     trainer.write_log_csv()
     log("pretrain done: " + ", ".join(f"{k} {v:.4f}" for k, v in trainer.last_losses.items()))
