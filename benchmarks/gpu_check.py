@@ -122,7 +122,7 @@ def check_gpu_path(trainer) -> None:
     with trainer.autocast():
         probe = torch.ones(2, 2, device=trainer.device) @ torch.ones(2, 2, device=trainer.device)
     assert probe.dtype == torch.bfloat16, f"autocast gives {probe.dtype}, not bfloat16"
-    assert trainer.memory_format == torch.channels_last, "the engine does not use channels_last on CUDA"
+    assert trainer.compute.memory_format == "channels_last", "the engine does not use channels_last on CUDA"
     conv = next((m for m in trainer.method.modules() if isinstance(m, torch.nn.Conv2d)), None)
     if conv is not None:
         assert conv.weight.is_contiguous(memory_format=torch.channels_last), "conv weights not channels_last"

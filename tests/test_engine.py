@@ -23,7 +23,7 @@ from ferbench.methods.supervised import Supervised
 
 METRIC_KEYS = {"dataset", "method", "fold", "seed", "task", "classes", "metrics", "confusion",
                "n_train", "n_test", "steps", "wall_s", "budget", "backbone", "device", "extra", "inputs",
-               "provenance"}
+               "provenance", "precision", "memory_format", "train_images_per_s"}
 
 
 def run_cli(verb: str, root: Path, config: Path, out: Path, *, method: str = "supervised",
@@ -113,6 +113,10 @@ def test_supervised_learns_a_separable_task(tmp_path: Path) -> None:
     assert set(result) == METRIC_KEYS
     assert result["classes"] == CLASSES and result["n_train"] == 32 and result["n_test"] == 16
     assert result["steps"] == 12 * 4
+    # how it computed: what `auto` resolves to on this CPU, and a positive speed within the wall time
+    from ferbench import precision
+    assert {k: result[k] for k in ("precision", "memory_format")} == precision.resolve({}, "cpu").record()
+    assert result["train_images_per_s"] > 0 and result["wall_s"] > 48 * 8 / result["train_images_per_s"] * 0.99
     assert result["metrics"]["accuracy"] >= 0.75  # chance is 0.25
     cm = np.array(result["confusion"])
     assert cm.shape == (4, 4) and cm.sum() == 16

@@ -272,6 +272,9 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one
         a = json.loads((whole / "metrics.json").read_text())
         b = json.loads((broken / "metrics.json").read_text())
         assert a.get("metrics") == b.get("metrics") and a.get("losses") == b.get("losses")
+        # both stages record how and how fast they computed
+        assert {k: a[k] for k in ("precision", "memory_format")} == trainer.compute.record()
+        assert a["train_images_per_s"] > 0 and a["wall_s"] > 0
         if stage == "train":
             _check_embeddings(whole, broken, data, method)
         if stage == "pretrain":
@@ -282,3 +285,42 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one
             assert encoder["state"].keys() == fresh.encoder_state_dict().keys()
             assert all(torch.equal(v, fresh.encoder_state_dict()[k]) for k, v in encoder["state"].items())
             pretrained.append(str(whole / "encoder.pt"))
+
+
+# -- the contract in the fast compute path -------------------------------------------------------
+#: "auto": what the engine picks on this machine (channels_last, and bf16 where the CPU has it);
+#: "bf16": bf16 autocast forced, so the bf16 path of every method runs on any CPU (emulated
+#: where bf16 is not native: slow, but one step)
+FAST_PATHS = {"auto": {"precision": "auto", "memory_format": "auto"},
+              "bf16": {"precision": "bf16", "memory_format": "channels_last"}}
+
+
+@pytest.mark.parametrize("path", sorted(FAST_PATHS))
+@pytest.mark.parametrize("name", SHIPPED)
+def test_method_step_in_the_fast_path(name: str, path: str, fake_roots, tmp_path: Path, one_thread) -> None:
+    """One step in the fast path moves every parameter group, returns finite losses, keeps the
+    weights (the master copy) float32 and the convolutions in the path's layout."""
+    cls = get_method(name)
+    root = fake_roots[_task_for(cls)]
+    config = _contract_config(tmp_path, name)
+    for stage in (["pretrain", "train"] if cls.pretrain else ["train"]):
+        method, data = _built(root, config, stage)
+        settings = {**method.settings, "train": {**method.settings["train"], **FAST_PATHS[path]}}
+        trainer = engine.Trainer(method, data, settings, torch.device("cpu"), 0, None)
+        if path == "bf16":
+            assert trainer.compute.precision == "bf16"
+        before = {n: p.detach().clone() for n, p in method.named_parameters()}
+        batch = trainer.prepare(gather(data, method.epoch_batches(torch.Generator().manual_seed(0), 0)[0]),
+                                train=True)
+        layout = trainer.compute.torch_memory_format
+        assert all(v.is_contiguous(memory_format=layout) for v in batch.views if v.dim() == 4)
+        out = trainer.train_step(batch)
+        assert out and all(torch.isfinite(v).all() for v in out.values() if torch.is_tensor(v))
+        changed = {n for n, p in method.named_parameters() if not torch.equal(before[n], p)}
+        for group in method.param_groups():
+            names = {n for n, p in method.named_parameters()
+                     if p.requires_grad and any(p is q for q in group.parameters())}
+            assert not names or names & changed, f"{stage}: group {group.name!r} did not move in {path}"
+        assert all(p.dtype == torch.float32 for p in method.parameters())
+        convs = [m for m in method.modules() if isinstance(m, nn.Conv2d)]
+        assert convs and all(c.weight.is_contiguous(memory_format=layout) for c in convs)

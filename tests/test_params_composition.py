@@ -20,7 +20,11 @@ from ferbench.method_blocks import method_block, origin
 ROOT = Path(__file__).resolve().parents[1]
 NOW = yaml.safe_load((ROOT / "params.yaml").read_text())
 BEFORE = yaml.safe_load((ROOT / "tests" / "data" / "params_before.yaml").read_text())
-BUDGETS = ("demo", "cpu", "paper")
+#: the budgets whose jobs must resolve as before; `cpu` is left out: its per-family schedules
+#: were chosen afterwards by measurement (docs/learning.md), so its jobs changed on purpose
+BUDGETS = ("demo", "paper")
+#: budget keys added after the composition (the CPU compute path, docs/cpu-speed.md)
+ADDED_KEYS = ("precision", "memory_format")
 
 
 def resolved_jobs(params: dict, budget: str) -> dict[tuple[str, str, str], dict]:
@@ -39,7 +43,8 @@ def resolved_jobs(params: dict, budget: str) -> dict[tuple[str, str, str], dict]
                 settings = stage_settings(config, dataset, run, stage)
                 hp = {**cls.all_defaults(), **settings["method"]}
                 hp.pop("pretrain", None)
-                out[dataset, run, stage] = {"class": cls.name, "train": settings["train"], "hp": hp,
+                train = {k: v for k, v in settings["train"].items() if k not in ADDED_KEYS}
+                out[dataset, run, stage] = {"class": cls.name, "train": train, "hp": hp,
                                             "task": job_task(config, dataset, run, cls),
                                             "protocol": settings["protocol"]}
     return out
@@ -52,8 +57,11 @@ def test_params_yaml_is_at_most_half_its_former_length():
 
 
 def test_everything_but_the_method_blocks_is_as_before():
-    assert {k: v for k, v in NOW.items() if k not in ("methods", "templates")} == \
-        {k: v for k, v in BEFORE.items() if k != "methods"}
+    now = copy.deepcopy({k: v for k, v in NOW.items() if k not in ("methods", "templates")})
+    for budget in now["budgets"].values():
+        for key in ADDED_KEYS:
+            budget.pop(key, None)
+    assert now == {k: v for k, v in BEFORE.items() if k != "methods"}
     assert list(NOW["methods"]) == list(BEFORE["methods"])
 
 

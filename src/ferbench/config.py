@@ -25,6 +25,8 @@ TRAIN_KEYS = (
     "checkpoint_every", "eval_batch_size",
     # optional recipe keys (absent: off)
     "backbone_weights", "lr_schedule", "label_smoothing", "class_weighting", "augmentation", "tta",
+    # how the job computes (absent: auto; ferbench.precision)
+    "precision", "memory_format",
 )
 #: Keys of a method block besides the training keys and the class's hyperparameters.
 METHOD_BLOCK_KEYS = ("class", "pretrain", "budgets", "task", "extends")

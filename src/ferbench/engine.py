@@ -6,8 +6,10 @@
    with one clear line *before* training when something is wrong;
 2. trains: batches gathered from the memory-mapped cache by a background thread (one sorted
    fancy index each), copied to the device (pinned, non-blocking on CUDA), augmented there per
-   sample; bf16 autocast and channels_last on CUDA; no host sync in the loop except every
-   ``LOG_EVERY`` steps;
+   sample; precision and memory format as the schedule's ``precision`` / ``memory_format``
+   ask, ``auto`` detected for the device (ferbench.precision: bf16 autocast on CUDA and on CPUs
+   with native bf16, channels_last on CUDA and oneDNN CPUs); no host sync in the loop except
+   every ``LOG_EVERY`` steps;
 3. checkpoints every ``checkpoint_every`` steps (model, optimisers, schedulers, the epoch's batch
    order, every RNG state, the log so far) to ``checkpoint_last.pt`` and resumes from it when
    rerun, reaching the same result as an uninterrupted run (bitwise on CPU);
@@ -20,11 +22,14 @@ Artefacts of ``train`` (metrics.json is written last: its presence means the job
                        legacy_metrics (only when config metrics.legacy; same keys),
                        confusion (classification; rows = true class), inputs (the cache's, folds
                        table's and encoder's fingerprints: ferbench.provenance), n_train, n_test, steps,
-                       wall_s, budget, backbone, device, extra: {method-specific numbers},
-                       provenance: {data: {dataset, root, origin (synthetic | real | unknown),
-                       layout (the reader's variant), images, cache_fingerprint,
-                       folds_fingerprint}, software: {ferbench, git_commit, torch},
-                       hardware: {device, threads, device_name}, wall_s, train_images_per_s}}
+                       wall_s, budget, backbone, device, precision, memory_format (as resolved),
+                       train_images_per_s (training images per second of training-loop time,
+                       validation included; this attempt's), extra: {method-specific numbers},
+                       probe (train --pretrained: kNN probes of the pretrained and of a random
+                       encoder, ferbench.probe), provenance: {data: {dataset, root, origin
+                       (synthetic | real | unknown), layout (the reader's variant), images,
+                       cache_fingerprint, folds_fingerprint}, software: {ferbench, git_commit,
+                       torch}, hardware: {device, threads, device_name}, wall_s, train_images_per_s}}
   settings.json        every setting the job used, each {value, from: the config layer that set
                        it}: config.resolved_settings, what `ferbench settings` prints
   predictions.parquet  classification: sample_id, label, pred, prob_<class> per class;
@@ -45,7 +50,8 @@ Artefacts of ``pretrain``
                        a test subject of its fold
   metrics.json         {dataset, method, fold, seed, stage: "pretrain", task, losses: {final
                        logged means}, inputs (as above, no encoder), n_train (frames sampled
-                       from), steps, wall_s, budget, backbone, device, extra, provenance}
+                       from), steps, wall_s, budget, backbone, device, precision, memory_format,
+                       train_images_per_s, extra, provenance}
   settings.json, train_log.csv, run.log, tb/, checkpoint_last.pt (while unfinished) as above.
 run.log has one line per epoch (stage, epoch/total, mean loss terms, images/s, elapsed, ETA,
 validation scores where the protocol has a validation split).
@@ -80,6 +86,7 @@ from ferbench.data import FoldData, HostBatch, Prefetcher, load_fold
 from ferbench.divergence import DivergenceWatch, require_finite
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, Method, TaskInfo, get_method, method_class_name
+from ferbench.precision import resolve as resolve_compute_path
 from ferbench.provenance import check_encoder, encoder_provenance, job_inputs, run_provenance
 
 #: test-time augmentation options (schedule key ``tta``)
@@ -176,7 +183,7 @@ class Trainer:
         self.gen_data = torch.Generator().manual_seed(seed * 2 + 1)
         self.gen_aug = torch.Generator().manual_seed(seed * 2 + 2)
         self.augmenter = Augmenter(method.augment_config(), method.in_channels, self.gen_aug)
-        self.memory_format = torch.channels_last if self.cuda else torch.contiguous_format
+        self.compute = resolve_compute_path(self.schedule, device)
         self.method.autocast = self.autocast
         self.step_callbacks: list[Callable[[int], None]] = []
         self.log_rows: list[dict[str, Any]] = []
@@ -203,9 +210,7 @@ class Trainer:
         self.t_start = time.perf_counter()
         self.divergence = DivergenceWatch(self.log)
 
-        method.to(device)
-        if self.cuda:
-            method.to(memory_format=torch.channels_last)
+        self.compute.format_model(method.to(device))
         self.epochs = int(self.schedule["epochs"])
         self.steps_per_epoch = method.num_batches()
         self.total_steps = self.epochs * self.steps_per_epoch
@@ -214,9 +219,7 @@ class Trainer:
         self.checkpoint_every = max(1, int(self.schedule.get("checkpoint_every") or self.total_steps))
 
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.cuda:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return self.compute.autocast()
 
     # -- batches -----------------------------------------------------------------------------
     def to_batch(self, host: HostBatch) -> Batch:
@@ -234,7 +237,7 @@ class Trainer:
     def prepare(self, host: HostBatch, train: bool) -> Batch:
         batch = self.to_batch(host)
         views = self.method.transform(batch, self.augmenter, train=train)
-        batch.views = [v.contiguous(memory_format=self.memory_format) for v in views]
+        batch.views = [self.compute.format_batch(v) for v in views]
         return batch
 
     # -- one iteration -----------------------------------------------------------------------
@@ -501,6 +504,11 @@ class Trainer:
     def wall_s(self) -> float:
         return self.wall_before + (time.perf_counter() - self.t_start)
 
+    def speed_record(self) -> dict[str, Any]:
+        """metrics.json's record of how and how fast this job computed (beside wall_s)."""
+        return {**self.compute.record(),
+                "train_images_per_s": round(self.images_seen / max(self.train_seconds, 1e-9), 1)}
+
 
 def format_duration(seconds: float) -> str:
     """1h02m03s / 4m05s / 6s; ? when unknown."""
@@ -721,7 +729,8 @@ def build_job(args: argparse.Namespace, stage: str) -> tuple[Trainer, dict[str, 
     n = len(method.sampling_units())
     log(f"{stage} {args.dataset} {args.method} (class {cls.name}) fold {args.fold} seed {args.seed}: "
         f"{n} {'training samples' if stage == 'train' else 'frames'}, {trainer.total_steps} steps on {device}, "
-        f"backbone {settings['train']['backbone']} {size}px, {args.threads} thread(s)")
+        f"backbone {settings['train']['backbone']} {size}px, {args.threads} thread(s), "
+        f"{trainer.compute.describe()}")
     return trainer, settings, log
 
 
@@ -793,6 +802,7 @@ def main_train(args: argparse.Namespace) -> int:
         "n_train": int(len(data.indices["train"])), "n_test": int(len(data.indices["test"])),
         "steps": trainer.step, "wall_s": round(trainer.wall_s, 3), "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
+        **trainer.speed_record(),
         "extra": method.extra_metrics(),
     })
     if trainer.probes:
@@ -829,6 +839,7 @@ def main_pretrain(args: argparse.Namespace) -> int:
         "losses": trainer.last_losses, "n_train": int(len(method.sampling_units())),
         "steps": trainer.step, "wall_s": wall_s, "budget": settings.get("budget"),
         "backbone": settings["train"]["backbone"], "device": str(trainer.device),
+        **trainer.speed_record(),
         "extra": method.extra_metrics(), "inputs": settings["inputs"],
         "provenance": job_provenance(trainer, settings, wall_s),
     }

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ferbench.precision import float32_loss
+
 # =============================================================================================
 # Valence/arousal regression: L_AV (CAF, AVCE) and its correlation terms
 # =============================================================================================
@@ -15,6 +17,7 @@ import torch
 # root) from producing NaN/inf; it is negligible unless a batch's variance is tiny.
 
 
+@float32_loss
 def pcc_torch(x: torch.Tensor, y: torch.Tensor, dim: int = 0, eps: float = 1e-8) -> torch.Tensor:
     """Pearson correlation along ``dim``: cov / sqrt(var x * var y + eps)."""
     xc = x - x.mean(dim=dim, keepdim=True)
@@ -25,6 +28,7 @@ def pcc_torch(x: torch.Tensor, y: torch.Tensor, dim: int = 0, eps: float = 1e-8)
     return cov / torch.sqrt(var_x * var_y + eps)
 
 
+@float32_loss
 def ccc_torch(x: torch.Tensor, y: torch.Tensor, dim: int = 0, eps: float = 1e-8) -> torch.Tensor:
     """Lin's concordance correlation along ``dim``: 2 cov / (var x + var y + (mx - my)^2 + eps)."""
     mx = x.mean(dim=dim, keepdim=True)
@@ -37,6 +41,7 @@ def ccc_torch(x: torch.Tensor, y: torch.Tensor, dim: int = 0, eps: float = 1e-8)
     return 2.0 * cov / (var_x + var_y + mean_gap + eps)
 
 
+@float32_loss
 def av_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -49,7 +54,7 @@ def av_loss(
     **mean** of the valence and arousal RMSEs (``rmse_reduction="mean"``, default) or their sum
     (``"sum"``). "mean PCC/CCC" is the mean over the two dimensions, as in AVCE's
     L_C(/P)CC = 1 - (C(/P)CC_a + C(/P)CC_v) / 2. A perfect prediction gives ~0.
-    Computed in float32 at least, so it is safe under bf16 autocast.
+    Computed in float32 at least (float32_loss), so it is safe under bf16 autocast.
     """
     if pred.shape != target.shape or pred.ndim != 2 or pred.shape[1] != 2:
         raise ValueError(f"av_loss expects two [N, 2] tensors, got {tuple(pred.shape)} "
@@ -73,6 +78,7 @@ def av_loss(
 # loss is then the plain triplet loss on the chosen negatives, so one formula serves both.
 
 
+@float32_loss
 def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                  margin: float = 0.2, reduction: str = "mean") -> torch.Tensor:
     """[||a - p||^2 - ||a - n||^2 + margin]_+ per row of three [N, D] tensors.
@@ -94,6 +100,7 @@ def triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.T
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+@float32_loss
 def squared_distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """[N, C] matrix of ||x_i - y_j||^2 for [N, D] and [C, D] (clamped at 0 against rounding)."""
     d = (x * x).sum(1, keepdim=True) + (y * y).sum(1)[None, :] - 2.0 * x @ y.T
@@ -140,6 +147,7 @@ def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
+@float32_loss
 def hadsell_contrastive_loss(a: torch.Tensor, b: torch.Tensor, same: torch.Tensor,
                              margin: float = 1.0, reduction: str = "mean",
                              eps: float = 1e-12) -> torch.Tensor:
@@ -160,6 +168,7 @@ def hadsell_contrastive_loss(a: torch.Tensor, b: torch.Tensor, same: torch.Tenso
     return _reduce(torch.where(same.to(torch.bool), pull, push), reduction)
 
 
+@float32_loss
 def half_squared_error(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """1/2 ||target - pred||_2^2 per sample (summed over every non-batch dimension), GCNet
     eq. 7-10; "mean" averages over the batch (Caffe's EuclideanLoss)."""
@@ -169,6 +178,7 @@ def half_squared_error(pred: torch.Tensor, target: torch.Tensor, reduction: str 
     return _reduce(0.5 * (target - pred).pow(2).flatten(1).sum(dim=1), reduction)
 
 
+@float32_loss
 def gcnet_reconstruction_loss(x: torch.Tensor, x_ref: torch.Tensor, generated: torch.Tensor,
                               recon_ref: torch.Tensor | None = None, recon_input: torch.Tensor | None = None,
                               lambda_gen: float = 1.0, lambda_recon_ref: float = 0.25,
@@ -307,6 +317,7 @@ def emotion_groups(va: torch.Tensor, grouping: str = "otsu", bins: int = 256
     return equalise_groups(rows[hard], rows[weak])
 
 
+@float32_loss
 def caf_pair_distances(hard: torch.Tensor, weak: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Squared distances [n] of the positive pairs (hard_i, hard_{n-1-i}) and the negative
     pairs (hard_i, weak_{n-1-i}) of two [n, D] critic outputs."""
@@ -316,12 +327,14 @@ def caf_pair_distances(hard: torch.Tensor, weak: torch.Tensor) -> tuple[torch.Te
     return (hard - hard.flip(0)).pow(2).sum(1), (hard - weak.flip(0)).pow(2).sum(1)
 
 
+@float32_loss
 def contrastive_hinge(d2: torch.Tensor, xi: float | torch.Tensor, alpha: float | torch.Tensor) -> torch.Tensor:
     """CAF's pointwise hinge f_cont = -xi max(0, xi (D^2 - alpha)): xi = +1 for a pair of one
     group (-(D^2 - alpha)_+, <= 0), -1 for a pair across groups ((alpha - D^2)_+, >= 0)."""
     return -xi * torch.relu(xi * (d2 - alpha))
 
 
+@float32_loss
 def fisher_critic_loss(f_p: torch.Tensor, f_q: torch.Tensor, lam: torch.Tensor | float, rho: float
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(critic loss, constraint) of the Fisher-GAN augmented Lagrangian (Mroueh & Sercu):
@@ -333,6 +346,7 @@ def fisher_critic_loss(f_p: torch.Tensor, f_q: torch.Tensor, lam: torch.Tensor |
     return -objective, c
 
 
+@float32_loss
 def adaptive_margin(eta: torch.Tensor, n: int, c: float, k: float, mi_max: float = 2.5) -> torch.Tensor:
     """CAF's alpha_hat = -1/2 log(1 - eta^2) + log((n / c)^(1 / (2 k))): the Gaussian mutual
     information of inputs with correlation ``eta`` (clamped to [0, mi_max], as the authors clamp
@@ -352,6 +366,7 @@ def adaptive_margin(eta: torch.Tensor, n: int, c: float, k: float, mi_max: float
 AVCE_SIMILARITIES = ("f", "f1", "f2")
 
 
+@float32_loss
 def sparsemax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Euclidean projection of each slice along ``dim`` onto the probability simplex (Martins &
     Astudillo 2016), closed form: sort z descending, support size k(z) = max{k : 1 + k z_(k) >
@@ -372,6 +387,7 @@ def _check_av_points(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"AVCE similarities take two [N, 2] tensors, got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
+@float32_loss
 def avce_similarity(x: torch.Tensor, y: torch.Tensor, kind: str = "f", mu: float = 0.75,
                     polarity: float | None = None, cos_scale: float = 1.0, angle_scale: float = 1.0,
                     eps: float = 1e-6) -> torch.Tensor:
@@ -404,6 +420,7 @@ def avce_similarity(x: torch.Tensor, y: torch.Tensor, kind: str = "f", mu: float
     return sim
 
 
+@float32_loss
 def avce_objective(f_pos: torch.Tensor, f_neg: torch.Tensor, alpha: float = 0.5, beta: float = 0.005,
                    gamma: float = 0.5, reduction: str = "mean") -> torch.Tensor:
     """L_AVCE (eq. 2), to MAXIMISE: E_pos f - alpha E_neg f - beta/2 E_pos f^2 - gamma/2 E_neg f^2
@@ -420,6 +437,7 @@ def avce_objective(f_pos: torch.Tensor, f_neg: torch.Tensor, alpha: float = 0.5,
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+@float32_loss
 def avce_discriminative_loss(v: torch.Tensor, v_a: torch.Tensor, v_n: torch.Tensor, delta1: float = 1.0,
                              delta2: float = 0.8, hold_weight: float = 1.0
                              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -437,6 +455,7 @@ def avce_discriminative_loss(v: torch.Tensor, v_a: torch.Tensor, v_n: torch.Tens
     return push + hold_weight * hold, {"push": push, "hold": hold}
 
 
+@float32_loss
 def avce_infonce_loss(x: torch.Tensor, y_pos: torch.Tensor, y_neg: torch.Tensor,
                       similarity, temperature: float = 1.0) -> torch.Tensor:
     """InfoNCE (AVCE eq. 1) with an AV-space similarity as the critic, as a loss to minimise:
@@ -452,6 +471,7 @@ def avce_infonce_loss(x: torch.Tensor, y_pos: torch.Tensor, y_neg: torch.Tensor,
     return -torch.log_softmax(logits, dim=1)[:, 0].mean()
 
 
+@float32_loss
 def barlow_twins_loss(a: torch.Tensor, b: torch.Tensor, lambd: float = 5e-3, eps: float = 1e-5) -> torch.Tensor:
     """Barlow Twins (Zbontar et al. 2021) on [N, D] embeddings of two views: each dimension
     standardised over the batch (population std + eps), C = a^T b / N, loss

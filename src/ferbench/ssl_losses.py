@@ -21,7 +21,7 @@ Written from the published formulas (no pytorch-metric-learning / lightly):
 * :func:`momentum_update` (target <- tau target + (1 - tau) online) and
   :func:`cosine_momentum` (BYOL's schedule of tau from its base value to 1).
 
-Similarities are computed in float32 whatever the autocast dtype.
+Every loss is computed in float32 whatever the autocast dtype (precision.float32_loss).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ferbench.precision import float32_loss
+
 
 def pair_positives(n: int, device: torch.device | None = None) -> torch.Tensor:
     """Positive index of each row of ``cat([left, right])`` with ``left[i]`` paired to ``right[i]``
@@ -41,6 +43,7 @@ def pair_positives(n: int, device: torch.device | None = None) -> torch.Tensor:
     return (idx + n) % (2 * n)
 
 
+@float32_loss
 def nt_xent(z: torch.Tensor, positive: torch.Tensor, temperature: float,
             false_negative: torch.Tensor | None = None, false_negative_weight: float = 0.0,
             reduction: str = "mean") -> torch.Tensor:
@@ -83,6 +86,7 @@ def nt_xent(z: torch.Tensor, positive: torch.Tensor, temperature: float,
     return loss.mean()
 
 
+@float32_loss
 def nt_xent_pairs(left: torch.Tensor, right: torch.Tensor, temperature: float,
                   false_negative: torch.Tensor | None = None, false_negative_weight: float = 0.0
                   ) -> torch.Tensor:
@@ -94,6 +98,7 @@ def nt_xent_pairs(left: torch.Tensor, right: torch.Tensor, temperature: float,
                    false_negative_weight)
 
 
+@float32_loss
 def byol_loss(p: torch.Tensor, z: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """BYOL's regression loss ||p/||p|| - z/||z|| ||^2 = 2 - 2 cos(p, z); ``z`` is the target
     projection (no gradient flows into it)."""
@@ -102,6 +107,7 @@ def byol_loss(p: torch.Tensor, z: torch.Tensor, reduction: str = "mean") -> torc
     return loss if reduction == "none" else loss.mean()
 
 
+@float32_loss
 def moco_loss(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float) -> torch.Tensor:
     """MoCo's InfoNCE: each query q [B, D] against its key k [B, D] (positive, no gradient) and
     the queue [K, D] of earlier keys (negatives): CE over [q.k, q.queue^T] / t, label 0."""
@@ -146,6 +152,7 @@ def momentum_update(online: nn.Module | Iterable[torch.Tensor], target: nn.Modul
         t.mul_(tau).add_(o.detach().to(t.dtype), alpha=1 - tau)
 
 
+@float32_loss
 @torch.no_grad()
 def most_similar_negative(features: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
     """MaskFN's false negative of each row: the index of the row most similar (cosine) to it

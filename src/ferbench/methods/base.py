@@ -24,7 +24,7 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
     m = cls(settings, task)              # builds every network (seeded); no data yet
     m.setup(data, stage)                 # stage "pretrain" | "train"; data: FoldData (see data.py)
     m.load_pretrained(state)             # train --pretrained only (from the pretrain's encoder.pt)
-    m.to(device)                         # + channels_last on CUDA; m.autocast is set
+    m.to(device)                         # + the job's memory format; m.autocast is set
     m.steps_per_epoch, m.total_steps = m.num_batches(), epochs * m.num_batches()
     optimizers, schedulers = m.configure_optimizers()   # {name: optimiser}; schedulers step
                                                         # once per iteration
@@ -58,7 +58,7 @@ Manual optimisation (CAF, AVCE: several networks, own optimisers, two passes per
 set ``manual_optimization = True``; ``training_step(batch, optimizers)`` gets the optimisers by
 name, does its own ``zero_grad``/``backward``/``step`` and returns only what to log (no
 ``loss`` entry needed: every returned value is logged by its name, and a non-finite one stops
-the job). Wrap forward passes in ``with self.autocast():`` (bf16 on CUDA, nothing on CPU) and
+the job). Wrap forward passes in ``with self.autocast():`` (bf16 where the job's precision is) and
 call backward outside it. Schedulers are still stepped by the engine, once per iteration.
 
 Pretraining: ``pretrain = True`` adds the stage (``pretraining_step``; ``epoch_batches`` and
