@@ -1,24 +1,36 @@
-# make run  : create .venv (if absent), install ferbench, run the benchmark (snakemake)
-# make test : same setup, then the test suite (what .ci/run calls)
+# make run       : create .venv (if absent), install ferbench, run the benchmark (snakemake)
+# make test      : same setup, then every test tier (what .ci/run calls): fast, slow (trains),
+#                  e2e (Snakemake/DVC runs), slurm and browser (each skipped, with the reason,
+#                  where its service cannot start), on two pytest-xdist workers
+# make test-fast : same setup, then the fast tier only (no training, no workflow run): the edit loop
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 # Reinstalls only when pyproject.toml changes.
 STAMP   := $(VENV)/.installed
 PROFILE := workflow/profiles/default
+# Test processes (pytest-xdist). --dist loadgroup: tests go one by one to whichever worker is
+# free, except those marked with one xdist_group, which share a worker (and so their module
+# fixtures: a DVC repository built once, dry runs started together, report outputs drawn once).
+# --no-loadscope-reorder keeps tests/conftest.py's order: the longest work first.
+WORKERS := 2
+PYTEST  := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # Workflow rules call `ferbench`, DVC calls `snakemake`: both live in the venv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: run test repro browser
+.PHONY: run test test-fast repro browser
 
 run: $(STAMP)
 	snakemake --cores all --workflow-profile $(PROFILE)
 
 test: $(STAMP) browser
-	$(VENV)/bin/pytest -q
+	$(PYTEST)
+
+test-fast: $(STAMP)
+	$(PYTEST) -m fast
 
 # tests/test_report_html.py renders the HTML report in headless Chromium, from Debian's
-# packages: installed here when missing (needs root; otherwise that one test is skipped).
+# packages: installed here when missing (needs root; otherwise the browser test is skipped).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
