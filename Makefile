@@ -8,12 +8,13 @@ PYTHON  := $(VENV)/bin/python
 # Reinstalls only when pyproject.toml changes.
 STAMP   := $(VENV)/.installed
 PROFILE := workflow/profiles/default
-# Test processes (pytest-xdist). --dist loadgroup: tests go one by one to whichever worker is
-# free, except those marked with one xdist_group, which share a worker (and so their module
-# fixtures: a DVC repository built once, dry runs started together, report outputs drawn once).
-# --no-loadscope-reorder keeps tests/conftest.py's order: the longest work first.
+# Test processes (pytest-xdist). --dist loadfile: each test file runs on one worker, so its
+# module fixtures are made once (a DVC repository changed test by test, dry runs started
+# together, the SLURM cluster); --no-loadscope-reorder hands the files out in the order
+# tests/conftest.py sorts them, the longest work first. (Not loadgroup: with pytest 9.2 it
+# silently stops grouping, pytest-xdist issue #1386.)
 WORKERS := 2
-PYTEST  := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+PYTEST  := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Workflow rules call `ferbench`, DVC calls `snakemake`: both live in the venv.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)

@@ -23,21 +23,20 @@ from ferbench import engine
 TIERS = ("slow", "e2e", "slurm", "browser")
 
 
-@pytest.hookimpl(tryfirst=True)   # before pytest-xdist reads the xdist_group markers
+@pytest.hookimpl(tryfirst=True)   # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
     """Unmarked tests are fast. The longest work is started first, so that two pytest-xdist
-    workers do not end with one long test running alone (make test passes
-    --no-loadscope-reorder so that this order holds): SLURM, then the workflow runs, then the
-    trainings, then the fast modules that run on one worker as a group, then the rest. The order
-    within each of these, and so within a module, stays the file order (a sort is stable)."""
+    workers do not end with one long file running alone (make test hands out whole files, in
+    the order of their first test here: --dist loadfile --no-loadscope-reorder): SLURM, the
+    workflow runs, the trainings, then the rest. The order within each of these, and so within
+    a module, stays the file order (a sort is stable)."""
     for item in items:
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.fast)
 
-    def rank(item) -> tuple[int, int]:
-        tier = next((i for i, name in enumerate(("slurm", "e2e", "slow"))
+    def rank(item) -> int:
+        return next((i for i, name in enumerate(("slurm", "e2e", "slow"))
                      if item.get_closest_marker(name)), 3)
-        return tier, 0 if item.get_closest_marker("xdist_group") else 1
 
     items.sort(key=rank)
 

@@ -143,7 +143,6 @@ def test_validate_config_names_the_key(tmp_path, case, capsys):
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group("config_dag_runs")  # one worker starts the dry runs, once
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_the_dag_build_rejects_it_with_the_same_line(tmp_path, case, dag_runs):
     """The same check_config line (where = "config"), before any job is scheduled."""

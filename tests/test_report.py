@@ -18,9 +18,6 @@ from ferbench.errors import FerbenchError
 from ferbench.report.published import PAPERS
 from ferbench.report.runs import collect_runs, fill_data_from_config, load_run, scores_frame
 
-# The module's tests share one pytest-xdist worker: the fake runs are aggregated once.
-pytestmark = pytest.mark.xdist_group("report")
-
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

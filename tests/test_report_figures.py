@@ -14,9 +14,6 @@ from ferbench.report import figures
 from ferbench.report.outputs import Outputs
 from ferbench.report.runs import collect_runs, scores_frame
 
-# The module's tests share one pytest-xdist worker: the figures are drawn once.
-pytestmark = pytest.mark.xdist_group("report_figures")
-
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

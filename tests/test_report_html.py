@@ -14,9 +14,6 @@ from pathlib import Path
 import pytest
 from fake_tables import fake_multifold_runs, run_aggregate, va, write_artefacts, write_run
 
-# The module's tests share one pytest-xdist worker: the report is aggregated once.
-pytestmark = pytest.mark.xdist_group("report_html")
-
 PNG = b"\x89PNG\r\n\x1a\n"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

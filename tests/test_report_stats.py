@@ -15,9 +15,6 @@ from ferbench.report.published import PAPERS
 from ferbench.report.stats import (confidence_interval, corrected_t_test, holm, lower_is_better,
                                    wilcoxon_test)
 
-# The module's tests share one pytest-xdist worker: the fake runs are aggregated once.
-pytestmark = pytest.mark.xdist_group("report_stats")
-
 
 # ------------------------------------------------------------------------------ the tests alone
 def test_corrected_t_test_hand_worked():

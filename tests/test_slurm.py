@@ -49,8 +49,8 @@ READY_STATES = {"idle", "mix", "alloc", "comp"}
 #: start_cluster.sh's exit status where a cluster cannot be started on this machine
 START_IMPOSSIBLE = 77
 
-# One pytest-xdist worker starts the cluster (and stops it after the module): two would race.
-pytestmark = pytest.mark.xdist_group("slurm")
+# One pytest-xdist worker starts the cluster and stops it after the module (make test hands each
+# test file to one worker: --dist loadfile); two would race.
 
 
 # -- helpers --------------------------------------------------------------------------------

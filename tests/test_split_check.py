@@ -15,9 +15,6 @@ from ferbench import cli
 from ferbench.split_check import compare_splits, image_statistics
 from ferbench.synthetic import SyntheticConfig, write_layout
 
-# The module's tests share one pytest-xdist worker: the FER-2013 layout is written once.
-pytestmark = pytest.mark.xdist_group("split_check")
-
 
 def test_image_statistics_on_known_images() -> None:
     flat = np.full((8, 8), 128, np.uint8)

@@ -23,9 +23,6 @@ from ferbench.errors import FerbenchError
 from ferbench.synthetic.layouts import WRITERS
 from ferbench.synthetic.layouts.afewva import CLIPS_PER_ACTOR
 
-# The module's tests share one pytest-xdist worker: the layouts are written once.
-pytestmark = pytest.mark.xdist_group("synthetic")
-
 SMALL = syn.SyntheticConfig(subjects=5, frames=4, size=48, seed=3)
 
 

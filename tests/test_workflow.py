@@ -20,9 +20,6 @@ PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 # Every test here starts Snakemake on the workflow (a dry run of the whole DAG at least).
 pytestmark = pytest.mark.e2e
-# The tests that read the dry runs the `parsed` fixture starts together run on one pytest-xdist
-# worker, so the runs are started once.
-reads_parsed = pytest.mark.xdist_group("workflow_parsed")
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -104,7 +101,6 @@ def dry_run_jobs(result: subprocess.CompletedProcess) -> tuple[dict[str, int], l
     return stats, jobs
 
 
-@reads_parsed
 def test_lint_prints_no_warnings(parsed):
     result = parsed["lint"].result()
     out = result.stdout + result.stderr
@@ -119,7 +115,6 @@ def test_shipped_params_yaml_is_valid():
     assert "valid" in result.stdout
 
 
-@reads_parsed
 def test_dry_run_has_one_train_job_per_dataset_method_fold_seed(parsed):
     stats, jobs = dry_run_jobs(parsed["twelve_jobs"].result())
     expected = {
@@ -134,7 +129,6 @@ def test_dry_run_has_one_train_job_per_dataset_method_fold_seed(parsed):
     assert stats["aggregate"] == 1
 
 
-@reads_parsed
 def test_shipped_params_pretrain_once_per_shared_encoder(parsed):
     """The default run: GCNet's four variants share one pretraining per CK+ fold (their S/R
     switches are train-only); the triplet runs pretrain once on all CK+ subjects per sampler
@@ -157,7 +151,6 @@ def test_shipped_params_pretrain_once_per_shared_encoder(parsed):
                                        + [("affectnet", name) for name in ssl] + [("ckplus", "simclr")] * 3)
 
 
-@reads_parsed
 def test_maskfn_pretraining_depends_on_simclrs_encoder_of_the_same_data_and_fold(parsed):
     """Rows d, f, g (mask_fn) pretrain after simclr's pretraining on the same data and fold (all
     CK+ subjects here), and the job's config names that encoder.pt in mask_fn_encoder."""
@@ -176,7 +169,6 @@ def test_maskfn_pretraining_depends_on_simclrs_encoder_of_the_same_data_and_fold
     assert encoder and encoder.group(1).endswith("/pretrain/ckplus/simclr/foldall/seed0/encoder.pt"), out
 
 
-@reads_parsed
 def test_affectnet_serves_expression_and_valence_arousal_runs_from_two_folds_tables(parsed):
     """AffectNet labels both: its protocol's expression runs read folds.parquet; the V/A runs
     (CAF, a va-only class; supervised_va, task: va) read folds_va.parquet, which the folds rule
@@ -195,7 +187,6 @@ def test_affectnet_serves_expression_and_valence_arousal_runs_from_two_folds_tab
     assert re.search(r"wildcards: dataset=affectnet, task_suffix=_va", out)
 
 
-@reads_parsed
 def test_dry_run_null_folds_means_every_fold_of_the_protocol(parsed):
     stats, jobs = dry_run_jobs(parsed["all_folds"].result())
     # ckplus: 5-fold protocol; fer2013: official split = one fold.
@@ -246,7 +237,6 @@ def test_bad_config_is_one_line_naming_the_key(tmp_path, case):
         assert text in message[0], message[0]
 
 
-@reads_parsed
 def test_method_not_in_registry_is_named_at_dag_build(parsed):
     dag = parsed["unregistered_method"].result()
     out = dag.stdout + dag.stderr
