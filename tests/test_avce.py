@@ -211,6 +211,7 @@ def test_params_yaml_runs_build() -> None:
         cls(settings, TaskInfo("va", (), int(settings["train"]["image_size"])))
 
 
+@pytest.mark.slow
 def test_short_training_lowers_the_av_loss(tmp_path: Path, one_thread) -> None:
     make_fold_files(tmp_path, subjects=9, frames=3, n_folds=3, task="va", kind="group_kfold")
     config = write_config(tmp_path, epochs=8, batch_size=12, checkpoint_every=1000, task="va",

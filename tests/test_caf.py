@@ -215,6 +215,7 @@ def test_a_batch_without_two_groups_or_with_nan_features_skips_the_critic() -> N
 
 
 # -- a short run --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_on_fake_va_data_lowers_the_av_loss(tmp_path: Path, one_thread) -> None:
     make_fold_files(tmp_path, subjects=9, frames=3, n_folds=3, task="va", kind="group_kfold")
     config = write_config(tmp_path, epochs=8, batch_size=16, checkpoint_every=1000, task="va",

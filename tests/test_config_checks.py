@@ -155,6 +155,7 @@ def test_validate_config_names_the_key(tmp_path, case, capsys):
         assert text in err, err
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_the_dag_build_rejects_it_with_the_same_line(tmp_path, case, dag_runs):
     """The same check_config line (where = "config"), before any job is scheduled."""
@@ -183,6 +184,7 @@ def test_yaml_syntax_error_is_file_line_column(tmp_path, capsys):
     assert "started at line 3, column 13" in err, err
 
 
+@pytest.mark.e2e
 def test_workflow_reports_a_params_yaml_syntax_error_with_line_and_column(tmp_path):
     """Snakemake itself says only "not valid JSON or YAML"; the workflow reads params.yaml first.
     (A --configfile is parsed by Snakemake's command line before the workflow runs.)"""
@@ -193,6 +195,7 @@ def test_workflow_reports_a_params_yaml_syntax_error_with_line_and_column(tmp_pa
     assert re.search(r"^params\.yaml:4:\d+: not valid YAML: expected ',' or ']'", out, re.M), out
 
 
+@pytest.mark.e2e
 def test_a_configfile_syntax_error_names_file_line_and_column(tmp_path, capsys):
     """Snakemake reads a --configfile in its command line, before any of the workflow's code, and
     says only that it is not valid JSON or YAML (the README quotes it); its --verbose traceback

@@ -4,7 +4,9 @@ estimates the neutral face far better than the expressive input itself does; on 
 AFEW-VA the supervised valence/arousal regressor agrees with held-out actors' labels.
 
 Slow (a minute or two on 2 CPU cores): synthesize, prepare, fold and train for real through the
-CLI, with the repository's params.yaml (its `demo` budget and method blocks)."""
+CLI, with the repository's params.yaml (its `demo` budget and method blocks). Each layout is
+prepared once per test run, shared by the pytest-xdist workers; each test trains into its own
+tmp_path."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ GCNET_SIZE = method_block(PARAMS, "gcnet_s0r0")["budgets"]["demo"]["image_size"]
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-def demo_layout(root: Path, dataset: str, *sizes: int):
+def demo_layout(root: Path, dataset: str, *sizes: int) -> None:
     """One synthetic layout as the demo writes it, prepared and folded; the demo's params.yaml."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     syn = params["synthetic"]
@@ -45,20 +47,24 @@ def demo_layout(root: Path, dataset: str, *sizes: int):
     folds = cache / "folds.parquet"
     assert cli.main(["folds", dataset, "--cache", str(cache), "--out", str(folds)]) == 0
     params["datasets"][dataset]["root"] = str(root / "data" / dataset)
-    config = root / "params.yaml"
-    config.write_text(yaml.safe_dump(params))
-    return root, config, cache, folds
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
-@pytest.fixture(scope="module")
-def ckplus(tmp_path_factory):
-    return demo_layout(tmp_path_factory.mktemp("demo"), "ckplus",
-                       DEMO["image_size"], GCNET_SIZE)
+def shared_layout(shared_once, tmp_path: Path, dataset: str, *sizes: int):
+    """(where this test writes, the demo's params.yaml, the cache, its folds table)."""
+    root = shared_once(f"demo-{dataset}", lambda path: demo_layout(path, dataset, *sizes))
+    cache = root / "cache" / dataset
+    return tmp_path, root / "params.yaml", cache, cache / "folds.parquet"
 
 
-@pytest.fixture(scope="module")
-def afewva(tmp_path_factory):
-    return demo_layout(tmp_path_factory.mktemp("demo_av"), "afewva", DEMO["image_size"])
+@pytest.fixture
+def ckplus(shared_once, tmp_path):
+    return shared_layout(shared_once, tmp_path, "ckplus", DEMO["image_size"], GCNET_SIZE)
+
+
+@pytest.fixture
+def afewva(shared_once, tmp_path):
+    return shared_layout(shared_once, tmp_path, "afewva", DEMO["image_size"])
 
 
 def train(setup, method: str, fold: int, stage: str = "train", *extra: str, tag: str = "") -> dict:

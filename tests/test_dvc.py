@@ -37,7 +37,9 @@ PERSISTENT_OUTS = CACHED_OUTS[2:]
 CHANGED_METHOD, KEPT_METHOD = "supervised_head", "supervised"
 CHANGED_KEY = f"methods.{CHANGED_METHOD}.head_dropout"
 
-pytestmark = pytest.mark.timeout(600)
+# One repository built once and changed test by test, in file order (make test hands each test
+# file to one pytest-xdist worker: --dist loadfile).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def reduced_params() -> dict:

@@ -104,6 +104,7 @@ def test_grey_conversion_and_eval_mode() -> None:
 
 
 # -- learning ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_supervised_learns_a_separable_task(tmp_path: Path) -> None:
     make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
     config = write_config(tmp_path, epochs=12, batch_size=8, checkpoint_every=1000, lr=0.003)
@@ -134,6 +135,7 @@ def test_supervised_learns_a_separable_task(tmp_path: Path) -> None:
     assert temp_files(out) == []
 
 
+@pytest.mark.slow
 def test_va_task_and_legacy_metrics(tmp_path: Path) -> None:
     make_fold_files(tmp_path, subjects=6, frames=3, task="va", kind="group_kfold", n_folds=3)
     config = write_config(tmp_path, epochs=1, batch_size=16, checkpoint_every=1000, legacy=True)
@@ -149,8 +151,9 @@ def test_va_task_and_legacy_metrics(tmp_path: Path) -> None:
 
 
 # -- resume ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["kfold", "official"])  # official: validation every epoch
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, monkeypatch, kind: str) -> None:
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, killed_after_step, kind: str) -> None:
     make_fold_files(tmp_path, subjects=9 if kind == "kfold" else 8, frames=2, n_folds=3, kind=kind)
     # dropout in the head makes the global RNG matter too
     config = write_config(tmp_path, epochs=3, batch_size=8, checkpoint_every=4,
@@ -158,8 +161,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, monkeyp
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert run_cli("train", tmp_path, config, whole) == 0
 
-    monkeypatch.setenv(engine.KILL_ENV, "6")  # dies after step 6; last checkpoint at step 4
-    with pytest.raises(engine.SimulatedKill):
+    with killed_after_step(6):  # dies after step 6; last checkpoint at step 4
         run_cli("train", tmp_path, config, broken)
     assert not (broken / "metrics.json").exists()
     assert (broken / engine.CHECKPOINT).exists()
@@ -167,7 +169,6 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, monkeyp
     ckpt = torch.load(broken / engine.CHECKPOINT, weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 1 and ckpt["index"] == 1  # mid-epoch
 
-    monkeypatch.delenv(engine.KILL_ENV)
     assert run_cli("train", tmp_path, config, broken) == 0
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((broken / "metrics.json").read_text())
@@ -256,6 +257,7 @@ def _trainer(root: Path, methods: dict, epochs: int = 2, seed: int = 0, stage: s
     return engine.Trainer(method, data, settings, torch.device("cpu"), seed, out=None)
 
 
+@pytest.mark.slow
 def test_head_only_finetune_leaves_the_backbone_unchanged(tmp_path: Path) -> None:
     make_fold_files(tmp_path, subjects=6, frames=2)
     trainer = _trainer(tmp_path, {"probe": {"class": "supervised", "finetune": "head"}})
@@ -272,6 +274,7 @@ def test_head_only_finetune_leaves_the_backbone_unchanged(tmp_path: Path) -> Non
     assert not any(p.requires_grad for p in trainer.method.backbone.parameters())
 
 
+@pytest.mark.slow
 def test_registry_and_variant_names(tmp_path: Path) -> None:
     assert "supervised" in method_names() and get_method("supervised") is Supervised
     with pytest.raises(FerbenchError, match="unknown class 'nope'"):
@@ -296,6 +299,7 @@ class ToyPretrain(Supervised):
         return {"loss": loss, "gap": (z1 - z2).abs().mean()}
 
 
+@pytest.mark.slow
 def test_pretrain_then_finetune_from_the_encoder(tmp_path: Path, capsys) -> None:
     make_fold_files(tmp_path, subjects=6, frames=3)
     config = write_config(tmp_path, epochs=1, methods={
@@ -371,6 +375,7 @@ def test_pretrain_augmentation_applies_to_the_pretraining_stage_only() -> None:
         ToyPretrain(settings, TaskInfo("classification", tuple(CLASSES), 32)).augment_config()
 
 
+@pytest.mark.slow
 def test_diverging_loss_stops_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
     # lr 1e30 blows the weights up within a few Adam steps: the loss turns inf/NaN.
@@ -397,18 +402,16 @@ def test_auto_device_falls_back_to_cpu_with_a_warning(monkeypatch: pytest.Monkey
         assert resolve_device("auto").type == "cpu"
 
 
-def test_checkpoint_of_another_config_is_discarded_not_resumed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.slow
+def test_checkpoint_of_another_config_is_discarded_not_resumed(tmp_path: Path, killed_after_step) -> None:
     """A job killed under one config and rerun (by the workflow) under a changed one trains the
     new config from scratch, exactly like an uninterrupted run of it."""
     make_fold_files(tmp_path, subjects=12, frames=3, n_folds=3)
     old = write_config(tmp_path, epochs=3, batch_size=8, checkpoint_every=4,
                        methods={"supervised": {"head_dropout": 0.3}})
     broken = tmp_path / "broken"
-    monkeypatch.setenv(engine.KILL_ENV, "6")
-    with pytest.raises(engine.SimulatedKill):
+    with killed_after_step(6):
         run_cli("train", tmp_path, old, broken)
-    monkeypatch.delenv(engine.KILL_ENV)
     assert (broken / engine.CHECKPOINT).exists()
 
     new_root = tmp_path / "new"

@@ -522,6 +522,7 @@ def test_ck48_like_sequences_say_so_and_use_the_subjects_neutral_image_or_no_ref
     assert m.extra_metrics()["ref_source_none"] == len(m.sampling_units()) == 6 * 4 * 3
 
 
+@pytest.mark.slow
 def test_without_any_reference_gcnet_still_trains_its_generator(tmp_path):
     """The CK+48 re-pack without neutral images: no X_r term at all, yet a short run moves the
     generator (through L_Cls, S and L_Recon,i) and lowers the classification loss."""
@@ -565,6 +566,7 @@ def _eval_terms(m: GCNet, data, positions: np.ndarray) -> dict[str, float]:
     return {k: v.item() for k, v in out.items() if k not in ("loss", "dist", "contr_active")}
 
 
+@pytest.mark.slow
 def test_short_training_lowers_every_loss_and_the_generator_beats_identity(tmp_path):
     cache, folds = write_sequences(tmp_path, size=16, subjects=12, frames=4)
     data = load_fold(cache, folds, 0, 16)
@@ -586,6 +588,7 @@ def test_short_training_lowers_every_loss_and_the_generator_beats_identity(tmp_p
     assert extra["gen_ref_mse_test"] < 0.5 * extra["identity_ref_mse_test"], extra
 
 
+@pytest.mark.slow
 def test_cli_pretraining_then_training_from_its_generator_and_en2(tmp_path):
     """The pretraining stage (stand-in for the paper's CASIA-WebFace pretraining): every frame of
     the training subjects, the generator on L_Gen,r and En2 on subject identification; train

@@ -130,15 +130,14 @@ def _toy_config(root: Path, **hp) -> Path:
                         methods={"toy": {"class": ToyTwoOptimizers.name, **hp}})
 
 
-def test_two_optimiser_method_resumes_bit_identically_and_logs_by_name(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.slow
+def test_two_optimiser_method_resumes_bit_identically_and_logs_by_name(tmp_path: Path, killed_after_step) -> None:
     make_fold_files(tmp_path, subjects=9, frames=2, n_folds=3)
     config = _toy_config(tmp_path)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert run_cli("train", tmp_path, config, whole, "toy") == 0
-    monkeypatch.setenv(engine.KILL_ENV, "6")
-    with pytest.raises(engine.SimulatedKill):
+    with killed_after_step(6):
         run_cli("train", tmp_path, config, broken, "toy")
-    monkeypatch.delenv(engine.KILL_ENV)
     assert torch.load(broken / engine.CHECKPOINT, weights_only=True)["step"] == 4
     assert run_cli("train", tmp_path, config, broken, "toy") == 0
     a = json.loads((whole / "metrics.json").read_text())
@@ -155,6 +154,7 @@ def test_two_optimiser_method_resumes_bit_identically_and_logs_by_name(tmp_path:
     assert log_a["task"].notna().all() and log_a["critic"].notna().all()
 
 
+@pytest.mark.slow
 def test_nan_in_any_returned_term_stops_with_one_line_and_keeps_the_good_checkpoint(
         tmp_path: Path, capsys) -> None:
     make_fold_files(tmp_path, subjects=9, frames=2, n_folds=3)
@@ -234,8 +234,9 @@ def _check_embeddings(whole: Path, broken: Path, data, method: Method) -> None:
     pd.testing.assert_frame_equal(emb, pd.read_parquet(broken / "embeddings.parquet"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SHIPPED)
-def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one_thread) -> None:
+def test_method_contract(name: str, fake_roots, tmp_path: Path, killed_after_step, one_thread) -> None:
     cls = get_method(name)
     root = fake_roots[_task_for(cls)]
     config = _contract_config(tmp_path, name)
@@ -264,10 +265,8 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, monkeypatch, one
         whole, broken = tmp_path / f"{stage}_whole", tmp_path / f"{stage}_broken"
         extra = ["--pretrained", pretrained[0]] if stage == "train" and pretrained else []
         assert run_cli(stage, tmp_path, config, whole, "m", task_root=root, extra=extra) == 0
-        monkeypatch.setenv(engine.KILL_ENV, "4")
-        with pytest.raises(engine.SimulatedKill):
+        with killed_after_step(4):
             run_cli(stage, tmp_path, config, broken, "m", task_root=root, extra=extra)
-        monkeypatch.delenv(engine.KILL_ENV)
         assert run_cli(stage, tmp_path, config, broken, "m", task_root=root, extra=extra) == 0
         a = json.loads((whole / "metrics.json").read_text())
         b = json.loads((broken / "metrics.json").read_text())

@@ -116,6 +116,7 @@ class ToyProvenancePretrain(Supervised):
         return {"loss": (z1 - z2).pow(2).mean()}
 
 
+@pytest.mark.slow
 def test_train_refuses_an_encoder_pretrained_on_another_fold(tmp_path, capsys):
     make_fold_files(tmp_path, subjects=6, frames=2, n_folds=3)
     config = write_config(tmp_path, epochs=1, methods={
@@ -348,6 +349,7 @@ def _stamp(cache: Path, margin: float = 0.2) -> str:
     return report["fingerprint"]
 
 
+@pytest.mark.slow
 def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     reader = _reader(tmp_path / "data")
     cache, folds = _prepared(tmp_path / "a", reader, tmp_path / "data")
@@ -384,6 +386,7 @@ def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     assert f"stale       folds  {folds}: its cache {cache} is incomplete" in "\n".join(lines)
 
 
+@pytest.mark.slow
 def test_doctor_flags_a_result_whose_cache_folds_or_encoder_changed_since(tmp_path, capsys):
     """metrics.json records the fingerprints of what the job read; a cache prepared again, another
     folds table or another encoder.pt at those paths makes the result stale."""

@@ -277,6 +277,7 @@ def test_cutmix_pastes_one_rectangle_from_another_sample():
 
 
 # -- a short pretraining lowers the contrastive loss ---------------------------------------------
+@pytest.mark.slow
 def test_short_pretraining_lowers_the_contrastive_loss(tmp_path, one_thread):
     from ferbench.augment import Augmenter, AugmentConfig
     from ferbench.data import load_fold
@@ -374,6 +375,7 @@ def test_mask_fn_removes_the_most_similar_negative_and_weights_it(clips, monkeyp
     assert got.item() != pytest.approx(nt_xent(z, pair_positives(4), 0.5).item(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_cli_pretrain_all_switches_then_fine_tune(tmp_path, one_thread):
     import json
 

@@ -375,6 +375,7 @@ def _eval_loss(m, data, triplets):
     return triplet_loss(*z, margin=float(m.hp["margin"])).item()
 
 
+@pytest.mark.slow
 def test_short_pretraining_lowers_the_triplet_loss(tmp_path, one_thread):
     from ferbench.data import load_fold
     from ferbench.engine import Trainer
@@ -393,6 +394,7 @@ def test_short_pretraining_lowers_the_triplet_loss(tmp_path, one_thread):
     assert before > 0.1 and after < 0.5 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_cli_pretrain_then_fc_only_train(tmp_path, one_thread):
     cache, folds = make_fold_files(tmp_path, size=16, subjects=6, frames=3)
     config = write_config(tmp_path, size=16, epochs=1, batch_size=8, methods={

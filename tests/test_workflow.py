@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
+# Every test here starts Snakemake on the workflow (a dry run of the whole DAG at least).
+pytestmark = pytest.mark.e2e
+
 
 def run(*args: str) -> subprocess.CompletedProcess:
     # Rules and tests find `ferbench`/`snakemake` in the interpreter's environment.

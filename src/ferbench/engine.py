@@ -97,12 +97,6 @@ FLUSH_DENORMALS_EVERY = 25
 #: training losses are averaged on the device and read back every LOG_EVERY steps (and at
 #: each epoch's end, where validation runs)
 LOG_EVERY = 10
-#: testing aid: raise after this many steps (after any checkpoint of that step), as a kill would
-KILL_ENV = "FERBENCH_TEST_KILL_AFTER_STEP"
-
-
-class SimulatedKill(RuntimeError):
-    """Raised by the KILL_ENV testing hook."""
 
 
 # -- job setup --------------------------------------------------------------------------------
@@ -185,6 +179,8 @@ class Trainer:
         self.augmenter = Augmenter(method.augment_config(), method.in_channels, self.gen_aug)
         self.compute = resolve_compute_path(self.schedule, device)
         self.method.autocast = self.autocast
+        # called with the step number after each step and its checkpoint (benchmarks time
+        # steps with them; the tests stop a run there, as a kill between two steps would)
         self.step_callbacks: list[Callable[[int], None]] = []
         self.log_rows: list[dict[str, Any]] = []
         self.step = 0
@@ -410,7 +406,6 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step if resumed else None)
-        kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         loop_start = time.perf_counter()
         self.loop_start, self.attempt_start_step = loop_start, self.step
         self.epoch_start = loop_start
@@ -453,8 +448,6 @@ class Trainer:
                         bar.update(1)
                         for callback in self.step_callbacks:
                             callback(self.step)
-                        if kill_after and self.step >= kill_after:
-                            raise SimulatedKill(f"{KILL_ENV}={kill_after}: stopped after step {self.step}")
         finally:
             self.train_seconds += time.perf_counter() - loop_start
             bar.close()

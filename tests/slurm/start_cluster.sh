@@ -13,6 +13,10 @@
 # Environment knobs:
 #   SLURM_TEST_MEM_HEADROOM_MB  memory kept back from SLURM (default: max(1024, 10 % of RAM))
 #   SLURM_TEST_WAIT_S           how long to wait for the node to become idle (default 60)
+#
+# Exit status: 0 the cluster runs; 77 it cannot be started on this machine (not root, or the
+# packages are missing and cannot be installed: the SLURM tests skip); 1 it was installed but
+# failed to come up (the SLURM tests fail).
 set -euo pipefail
 
 CONF_DIR=/etc/slurm
@@ -27,8 +31,9 @@ WAIT_S=${SLURM_TEST_WAIT_S:-60}
 
 say() { printf 'start_cluster: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+cannot() { say "cannot start a cluster here: $*"; exit 77; }
 
-[[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts daemons); try: sudo $0"
+[[ $(id -u) -eq 0 ]] || cannot "must run as root (it installs packages and starts daemons); try: sudo $0"
 
 # --- 1. packages ----------------------------------------------------------------------
 need=()
@@ -37,14 +42,14 @@ command -v slurmctld >/dev/null || need+=(slurmctld)
 command -v slurmd >/dev/null || need+=(slurmd)
 command -v sbatch >/dev/null || need+=(slurm-client)
 if ((${#need[@]})); then
-    command -v apt-get >/dev/null || die "missing ${need[*]} and no apt-get to install them"
+    command -v apt-get >/dev/null || cannot "missing ${need[*]} and no apt-get to install them"
     say "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     # --no-install-recommends: the recommends pull in a mail server and docs, not needed.
     if ! apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/slurm-apt.log 2>&1; then
         apt-get update -q >>/tmp/slurm-apt.log 2>&1 || true   # stale/missing lists on a fresh image
         apt-get install -y -q --no-install-recommends "${need[@]}" >>/tmp/slurm-apt.log 2>&1 \
-            || { tail -20 /tmp/slurm-apt.log >&2; die "apt-get install ${need[*]} failed (log: /tmp/slurm-apt.log)"; }
+            || { tail -20 /tmp/slurm-apt.log >&2; cannot "apt-get install ${need[*]} failed (log: /tmp/slurm-apt.log)"; }
     fi
 fi
 

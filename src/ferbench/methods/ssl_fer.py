@@ -275,7 +275,7 @@ class SSLFER(SimCLR):
             # the patches' boxes, per clean view (column-major, as torch.cat(views) stacks them)
             points = self.batch_landmarks(batch)
             cols = None if points is None else points.transpose(0, 1).flatten(0, 1)
-            batch.part_boxes = {name: self.region_boxes(cols, name, b * k, batch.images.device)   # type: ignore[attr-defined]
+            batch.part_boxes = {name: self.region_boxes(cols, name, b * k, batch.images.device)
                                 for name in ("eyes", "mouth")}
         return views
 
@@ -334,7 +334,7 @@ class SSLFER(SimCLR):
             return super().pretraining_step(batch, optimizers)
         k = len(batch.views) // 2
         left, right = self.contrastive_pairs(self.project_views(batch.views[:k]))
-        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:], getattr(batch, "part_boxes", None)))
+        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:], batch.part_boxes))
         fn = most_similar_negative(torch.cat([d_left, d_right]), pair_positives(len(d_left)))
         loss = nt_xent_pairs(left, right, float(self.hp["temperature"]), fn, float(self.hp["mask_fn_weight"]))
         return {"loss": loss}
