@@ -275,7 +275,7 @@ def test_published_values_in_our_units():
     assert not comparable("mixed: real, synthetic")
 
 
-# -- the browser ------------------------------------------------------------------------------------
+# -- the browser -------------------------------------------------------------------------------
 def browser() -> str | None:
     return next((b for b in map(shutil.which, BROWSERS) if b), None)
 
