@@ -47,10 +47,11 @@ def comparable(data: str) -> bool:
 
 
 def published_values(dataset: str, num_classes: int | None, task: str, metric: str,
-                     method: str, backbone: str,
+                     method: str, backbone: str, ran: set[str] | None = None,
                      papers: tuple[Paper, ...] = PAPERS) -> list[tuple[str, float]]:
     """(paper short name, value in our units) of every paper row that reports ``method`` on
-    ``dataset`` in the headline ``metric``."""
+    ``dataset`` in the headline ``metric``. A row naming several run names takes the first of
+    them that ``ran`` (as its paper table does; all of them when ``ran`` is None)."""
     found = []
     for paper in papers:
         for block in paper.blocks:
@@ -63,7 +64,8 @@ def published_values(dataset: str, num_classes: int | None, task: str, metric: s
                     continue
                 for row in block.rows:
                     value = row.published[i]
-                    if (method in row.ours and value is not None
+                    stand_in = next((m for m in row.ours if m in ran), None) if ran else method
+                    if (method in row.ours and stand_in == method and value is not None
                             and row.backbone in (None, backbone)):
                         found.append((paper.short or paper.key, float(value) / col.scale))
     return found
@@ -106,7 +108,7 @@ def _headline(figs: Figures, part: pd.DataFrame, group: str, task: str,
             ax.errorbar([s["mean"]], [y], xerr=err, fmt="o", color="tab:blue", ms=5,
                         capsize=3, label="ours: mean, 95% CI" if y == 0 else None)
             values = published_values(s["dataset"], num_classes, task, metric, s["method"],
-                                      s["backbone"], papers)
+                                      s["backbone"], set(part["method"]), papers)
             if values and comparable(str(s["data"])):
                 ax.scatter([v for _, v in values], [y] * len(values), marker="D", s=28,
                            color="tab:red", zorder=3,
@@ -121,7 +123,7 @@ def _headline(figs: Figures, part: pd.DataFrame, group: str, task: str,
         ax.grid(axis="x", alpha=0.4)
     axes[0][0].set_yticks(range(len(order)), order)
     axes[0][0].invert_yaxis()       # baselines on top, as in the tables
-    axes[0][0].legend(fontsize=7, loc="best")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(f"{group}: headline {'accuracy' if task == 'classification' else 'CCC'} "
                  f"(ours; data: {data})", fontsize=9)
     why = (f"; {hidden} published value(s) not drawn: ours are not on real data ({data})"
