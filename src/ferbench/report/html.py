@@ -46,7 +46,7 @@ nav .cite { color: #555; }
 figure { margin: 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 .headlines { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
-figure.headline { flex: 0 1 auto; max-width: 680px; }
+figure.headline { flex: 0 1 auto; max-width: 900px; }
 figcaption { font-size: 12px; color: #444; }
 details { margin: 0.4em 0; }
 summary { cursor: pointer; color: #0645ad; }
