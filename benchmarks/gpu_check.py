@@ -20,7 +20,7 @@ prints engine images/s (``--steps`` steps after ``--warmup``, full data path) an
 
 Exit status: 0 when every family ran; 1 when any raised (a CUDA error included: the line names
 the family and the error; the others still run); 2, with one line, when no CUDA device is
-present. Figures: README, "GPU check" (they come from a GPU machine, not from CI).
+present. Figures: docs/budgets.md, "GPU check" (they come from a GPU machine, not from CI).
 
     bash benchmarks/gpu_check.sh                  # every family
     python benchmarks/gpu_check.py --families gcnet avce --steps 50

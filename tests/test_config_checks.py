@@ -198,7 +198,7 @@ def test_workflow_reports_a_params_yaml_syntax_error_with_line_and_column(tmp_pa
 @pytest.mark.e2e
 def test_a_configfile_syntax_error_names_file_line_and_column(tmp_path, capsys):
     """Snakemake reads a --configfile in its command line, before any of the workflow's code, and
-    says only that it is not valid JSON or YAML (the README quotes it); its --verbose traceback
+    says only that it is not valid JSON or YAML (docs/configuration.md quotes it); its --verbose traceback
     has PyYAML's position, and `ferbench validate-config params.yaml FILE` gives it in one line."""
     path = tmp_path / "broken.yaml"
     path.write_text(SYNTAX_ERROR)

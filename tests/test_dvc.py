@@ -3,7 +3,7 @@
 A reduced params.yaml (CK+ synthetic faces, two supervised run names, one fold, one epoch) keeps
 the whole DAG to about a minute on 2 cores. The module builds it once with `dvc repro`; the tests
 then check, in file order, that a second `dvc repro` does nothing, that `dvc metrics show` and
-`dvc plots show` read the summary, that the README's remote command plus `dvc push`/`dvc pull`
+`dvc plots show` read the summary, that docs/dvc.md's remote command plus `dvc push`/`dvc pull`
 restore the tables byte for byte, and last (it changes params.yaml) that changing one method's
 parameter reruns that method's train job and nothing else upstream.
 """
@@ -26,7 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-# The README's placeholder in its `dvc remote add` line; the test puts its own path there.
+# docs/dvc.md's placeholder in its `dvc remote add` line; the test puts its own path there.
 REMOTE_PLACEHOLDER = "/path/to/dvc-remote"
 
 #: dvc.yaml's outputs in the DVC cache; all but the first two persist across `dvc repro`
@@ -123,12 +123,11 @@ def tree_digest(*dirs: Path) -> dict[str, str]:
 
 
 def readme_remote_command() -> list[str]:
-    """The `dvc remote add` line of the README's "Reproduce with DVC" section, as argv."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Reproduce with DVC", 1)[1].split("\n## ", 1)[0]
+    """The `dvc remote add` line of docs/dvc.md ("Reproduce with DVC"), as argv."""
+    section = (ROOT / "docs" / "dvc.md").read_text()
     lines = [line.split("#", 1)[0].strip() for line in section.splitlines()
              if re.search(r"\bdvc remote add\b", line)]
-    assert len(lines) == 1, f"want one `dvc remote add` line in the README's DVC section: {lines}"
+    assert len(lines) == 1, f"want one `dvc remote add` line in docs/dvc.md: {lines}"
     argv = lines[0].split()
     assert argv[0].endswith("dvc") and REMOTE_PLACEHOLDER in argv, lines[0]
     return argv
@@ -188,7 +187,7 @@ def test_repro_builds_the_outputs_and_a_second_repro_does_nothing(project):
     assert persistent == sorted(PERSISTENT_OUTS), stage["outs"]
     assert (repo / "data/synthetic/ckplus").is_dir() and any((repo / "cache/ckplus").iterdir())
 
-    # Commit what the README says belongs in git (dvc.lock, metrics, plots) ...
+    # Commit what docs/dvc.md says belongs in git (dvc.lock, metrics, plots) ...
     git(repo, "add", "dvc.lock", "results/summary.json", "results/plots/per_fold.csv")
     git(repo, "commit", "-q", "-m", "dvc repro")
     assert git(repo, "status", "--porcelain") == "", "dvc repro left files git does not ignore"
@@ -252,7 +251,7 @@ def test_readme_remote_command_then_push_and_pull_restore_the_tables(project, tm
     assert any(name.startswith("tables/") for name in digest), digest
     assert any(name.endswith("/model.pt") for name in digest), digest  # trained models travel
 
-    # Another machine: a clone of the commit, the README's remote line, `dvc pull`. Data, caches,
+    # Another machine: a clone of the commit, docs/dvc.md's remote line, `dvc pull`. Data, caches,
     # runs and Snakemake's records arrive with the tables; once `snakemake --touch` has put the
     # files' times in the DAG's order (a pull writes them in any order), nothing is to be done,
     # and a changed method param reruns exactly that method's train job there too.

@@ -3,8 +3,8 @@ optimiser, learning rate and its policy, epochs, batch size, augmentation. The v
 taken from the papers (/work/shared/seeds, summarised in METHODS.md) and the authors' code where
 the paper is silent; each row cites its source. The rows are declared with each method
 (``paper_recipe`` in methods/<name>.py, :class:`ferbench.methods.base.RecipeRow`). A row whose
-``paper`` differs from ``value`` is a deviation: the benchmark runs ``value``, and the README's
-paper-budget table must say so (its ``readme`` phrase). A change to params.yaml, a method's
+``paper`` differs from ``value`` is a deviation: the benchmark runs ``value``, and the
+paper-budget table of docs/paper-recipes.md must say so (its ``readme`` phrase). A change to params.yaml, a method's
 defaults or the config resolution that moves any of these fails here, as does a run name
 without a row."""
 
@@ -24,7 +24,8 @@ from ferbench.methods.base import declared, recipe_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
-README = (ROOT / "README.md").read_text()
+#: the paper-budget table and its notes (moved out of the README)
+README = (ROOT / "docs" / "paper-recipes.md").read_text()
 
 
 def _dataset_of(run: str) -> str:
@@ -92,5 +93,6 @@ def test_paper_budget_resolves_to_the_recipe(run, stage, key, value, paper, sour
         assert list(got) == pytest.approx(list(value)), (run, stage, key, source)
     else:
         assert got == value, (run, stage, key, source)
-    if paper is not None:   # a deviation: the README's paper-budget table states it
-        assert readme and readme in README, f"README lacks {readme!r} ({run}: {key} {value} vs {paper})"
+    if paper is not None:   # a deviation: the paper-budget table states it
+        assert readme and readme in README, \
+            f"docs/paper-recipes.md lacks {readme!r} ({run}: {key} {value} vs {paper})"

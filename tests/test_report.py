@@ -346,7 +346,9 @@ def test_figures_are_pngs(done):
                      "ckplus_confusion_gcnet_s1r1.png", "fer2013_accuracy.png",
                      "fer2013_confusion_triplet_m12_full_ft.png", "afewva_ccc.png",
                      "ckplus_folds_accuracy.png", "fer2013_folds_accuracy.png",
-                     "afewva_folds_mean_ccc.png"}
+                     "afewva_folds_mean_ccc.png",
+                     # headline.py: one per dataset and task
+                     "ckplus_headline.png", "fer2013_headline.png", "afewva_headline_va.png"}
     assert {p.name for p in done["figures"].glob("*.pdf")} == {
         n.replace(".png", ".pdf") for n in names}
     for name in names:

@@ -55,7 +55,7 @@ def test_every_kind_of_figure_in_png_and_pdf(twice):
         "ckplus_accuracy", "ckplus_folds_accuracy", "ckplus_confusion_supervised",
         "ckplus_confusion_gcnet_s1r1", "ckplus_curves_supervised", "ckplus_curves_gcnet_s1r1",
         "ckplus_tsne", "afewva_ccc", "afewva_folds_mean_ccc", "afewva_va_caf",
-        "afewva_curves_caf"}
+        "afewva_curves_caf", "ckplus_headline", "afewva_headline_va"}
     for stem in stems:
         png = (figures / f"{stem}.png").read_bytes()
         pdf = (figures / f"{stem}.pdf").read_bytes()

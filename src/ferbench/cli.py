@@ -104,8 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures", required=True, help="output folder for the figures")
     p.add_argument("--summary", required=True, help="summary JSON for DVC metrics")
     p.add_argument("--plots", required=True, help="per-fold scores CSV for DVC plots")
-    p.add_argument("--report", help="also write one self-contained HTML page of every table "
-                                    "and figure (e.g. results/report/index.html)")
+    p.add_argument("--report", help="also write one HTML page of every table and figure (the "
+                                    "figures by relative path: e.g. results/figures/index.html)")
     p.set_defaults(func=_lazy("ferbench.report.aggregate:main"))
 
     p = verbs.add_parser("compare", help="metric differences (and paired tests) between two "

@@ -158,6 +158,9 @@ def validate_config(config: dict[str, Any], where: str = "params.yaml") -> None:
     config refers to itself; one line naming the offending key."""
     import jsonschema
 
+    from ferbench.placeholders import check_placeholders
+
+    check_placeholders(_leaves(config), where)   # before the schema: its message says more
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -1,5 +1,5 @@
-# Paper-style tables, figures, the HTML report (figures/index.html: every table and figure on one
-# self-contained page), the DVC metrics file and the per-fold plot data, from every run.
+# Paper-style tables, figures, the HTML report (figures/index.html: every table, and every figure
+# by relative path, on one page), the DVC metrics file and the per-fold plot data, from every run.
 
 
 rule aggregate:

@@ -56,9 +56,8 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   decoder's last deconvolution linear (no BN/ReLU) and zero-initialised. The paper's generator
   starts from a CASIA-trained autoencoder, i.e. close to the identity mapping; from scratch,
   Table 1's direct output must first learn to redraw the whole face through three pooling
-  stages and stays worse than the identity mapping for thousands of steps (measured: README,
-  "Methods and where they depart from the papers"), while the residual form starts AT the
-  identity mapping and learns only the expression change. While G(X) = X exactly, delta is zero and every
+  stages and stays worse than the identity mapping for thousands of steps (measured:
+  docs/methods.md), while the residual form starts AT the identity mapping and learns only the expression change. While G(X) = X exactly, delta is zero and every
   term but L_Gen,r has zero gradient; the pretraining stage moves the generator first (the
   paper's first step, "learning of a reference generator network"). ``direct`` keeps Table 1's
   output.
@@ -72,7 +71,7 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
   image losses (an output bias feels a curvature of ~S*S = 4096 at 64 px; without CASIA
   pretraining the generator's ReLU output dies even at lr 1e-4): use Adam, whose steps do not
   scale with the loss, and set ``decoder_lr_mult: 1`` with it (params.yaml does): with Adam the
-  10x decoder rate kept the generator at the identity mapping's error (README).
+  10x decoder rate kept the generator at the identity mapping's error (docs/methods.md).
 * The ``paper`` budget (params.yaml ``budgets: {paper: ...}``; tests/test_paper_recipes.py):
   64 px grey, batch 64, lr 1e-3, weight decay 1e-4, the ``inv`` policy, as sec. 4.1; Adam and
   ``decoder_lr_mult`` 1 as above; 300 epochs, where the paper gives only a maximum of 3e5

@@ -1,9 +1,9 @@
 """`ferbench aggregate`: every run's metrics.json -> tables, paper tables, figures, DVC files.
 
 This module only drives: runs.py finds, validates and labels the runs and builds the score
-frames; stats.py runs the paired tests; tables.py and figures.py render them; html.py puts both
-on one self-contained page (--report); outputs.py tracks the files written per folder (and
-removes stale ones). This module writes the DVC files itself: the summary (mean per group,
+frames; stats.py runs the paired tests; tables.py, figures.py and headline.py render them;
+html.py puts them on one page (--report) under header.py's provenance; outputs.py tracks the
+files written per folder (and removes stale ones). This module writes the DVC files itself: the summary (mean per group,
 method and metric) and the plots (one row per run and metric). Every file is written atomically
 (temporary name, then rename).
 """
@@ -19,6 +19,8 @@ import pandas as pd
 from ferbench.config import load_config
 from ferbench.io import remove_temporaries, write_json, write_text
 from ferbench.report import figures, tables
+from ferbench.report.header import page_header
+from ferbench.report.headline import write_headline_figures
 from ferbench.report.html import write_report
 from ferbench.report.outputs import Outputs
 from ferbench.report.runs import (collect_runs, fill_data_from_config, run_sizes, scores_frame,
@@ -58,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
     tables.write_tests_csv(tests, table_out)
     figure_out = Outputs(args.figures)
     captions = figures.write_figures(scores, runs, figure_out)
+    headline = write_headline_figures(summary, figure_out)
     if getattr(args, "report", None):
         budgets = ", ".join(sorted({r.budget for r in runs}))
         write_report(args.report, tables_dir=table_out.folder,
@@ -67,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
                                     f"tables in `{args.tables}`, figures (PNG and PDF) in "
                                     f"`{args.figures}`, every paired test in "
                                     f"`{table_out.folder / 'paired_tests.csv'}`."]
-                     + [f"Left out: {n}." for n in notes])
+                     + [f"Left out: {n}." for n in notes],
+                     header=page_header(runs), headline=headline)
 
     write_json(args.summary, summary_json(summary))
     plots = scores[["group", "variant", "fold", "seed", "metric", "value"]].rename(

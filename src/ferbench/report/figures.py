@@ -6,7 +6,7 @@ valence/arousal), per-fold scores with error bars over seeds, confusion matrices
 train_log.csv, and for valence/arousal methods predictions against labels (scatter and 2-D
 density) from each run's predictions.parquet. Runs without those files are skipped (the caption
 says how many runs a figure draws on). For classification, a t-SNE of the test embeddings
-(embeddings.parquet) of the baseline beside the best other method, as in seed 003's Figure 5.
+(embeddings.parquet) of the baseline beside the best other method, as in GCNet's Figure 5.
 
 Deterministic: the dots' jitter is drawn from a fixed seed (seaborn's stripplot uses NumPy's
 global generator; its state is saved and restored around the call), the t-SNE's subsample and
@@ -432,8 +432,8 @@ def _tsne(figs: Figures, runs: list[Run], group: str, data: str, stem: str) -> N
               f"from embeddings.parquet: {widths[0]} and {widths[1]} dimensions) of the baseline "
               f"{pair[0]} (left) and of {pair[1]} (right), the method with the highest mean test "
               f"accuracy over folds × seeds among the non-baseline methods ({means[pair[1]]:.3f} "
-              f"against the baseline's {means[pair[0]]:.3f}), as in seed 003's Figure 5. One "
-              f"trained model per panel: fold {fold}, seed {seed}; {sub}"
+              f"against the baseline's {means[pair[0]]:.3f}), as in Figure 5 of GCNet (Kim et "
+              f"al.). One trained model per panel: fold {fold}, seed {seed}; {sub}"
               + (f" (a random subsample, seed {TSNE_SEED}, to keep t-SNE cheap)" if len(ids) < total
                  else "")
               + f"; one dot per sample, coloured by its true class. scikit-learn's TSNE, 2-D, "

@@ -1,4 +1,4 @@
-"""Published numbers of the seed papers, as data: one paper table per seed, ours placed beside.
+"""Published numbers of the five papers, as data: one paper table per paper, ours placed beside.
 
 Every number is copied from the paper named in its ``Paper.citation``, from the table named in
 its block's ``source`` (e.g. GCNet, Table 2); the tables print that source beside the numbers.
@@ -100,6 +100,7 @@ class Paper:
     citation: str
     blocks: tuple[Block, ...]
     notes: tuple[str, ...] = field(default_factory=tuple)
+    short: str = ""               # the name readers know it by: "GCNet (Kim et al.)"
 
 
 def R(label: str, values: str, backbone: str | None = None) -> Row:
@@ -128,10 +129,12 @@ def _va_cols(*stats: str, digits: int = 3) -> tuple[Col, ...]:
                  for s in stats for d in ("valence", "arousal"))
 
 
-# ---------------------------------------------------------------------------------- seed 000
+# ----------------------------------------------------------------- Triplet sequences (Garg et al.)
 _P000 = Paper(
     key="paper_000",
-    title="Triplet (contrastive) pretraining on expression sequences",
+    short="Triplet sequences (Garg et al.)",
+    title="Triplet sequences (Garg et al.): triplet (contrastive) pretraining on expression "
+          "sequences",
     citation="B. Garg, K. Kim, S. Ranjan. From Video to Images: Contrastive Pretraining for "
              "Emotion Recognition from Single Image. AAAI 2022 student abstract.",
     blocks=(Block(
@@ -156,7 +159,7 @@ _P000 = Paper(
     ),),
 )
 
-# ---------------------------------------------------------------------------------- seed 001
+# ---------------------------------------------------------------------------- SSL-FER (Shu et al.)
 _P001_COLS = (
     Col("F1 (%)", "macro_f1", "classification", 100.0, 1),
     Col("Acc (%)", "accuracy", "classification", 100.0, 1),
@@ -167,7 +170,9 @@ _P001_COLS = (
 )
 _P001 = Paper(
     key="paper_001",
-    title="Self-supervised contrastive learning revisited (TimeAug, HardNeg, FaceSwap, MaskFN)",
+    short="SSL-FER (Shu et al.)",
+    title="SSL-FER (Shu et al.): self-supervised contrastive learning revisited (TimeAug, HardNeg, "
+          "FaceSwap, MaskFN)",
     citation="Y. Shu, X. Gu, G.-Z. Yang, B. Lo. Revisiting Self-Supervised Contrastive Learning "
              "for Facial Expression Recognition. BMVC 2022 (arXiv:2210.03853).",
     blocks=(Block(
@@ -203,11 +208,12 @@ _P001 = Paper(
            "table, so their published cells are empty.",),
 )
 
-# ---------------------------------------------------------------------------------- seed 002
+# -------------------------------------------------------------------------------- CAF (Kim & Song)
 _AFEWVA_COLS = _va_cols("rmse", "sagr", "pcc", "ccc")
 _P002 = Paper(
     key="paper_002",
-    title="Contrastive adversarial learning (CAF)",
+    short="CAF (Kim & Song)",
+    title="CAF (Kim & Song): contrastive adversarial learning",
     citation="D. H. Kim, B. C. Song. Contrastive Adversarial Learning for Person Independent "
              "Facial Emotion Recognition. AAAI 2021.",
     blocks=(
@@ -251,7 +257,7 @@ _P002 = Paper(
            "batch_size=16 reproduce that number.",),
 )
 
-# ---------------------------------------------------------------------------------- seed 003
+# ------------------------------------------------------------------------------ GCNet (Kim et al.)
 def _gcnet_block(title: str, dataset: str, classes: int, table: str, values: str,
                  references: tuple[tuple[str, str], ...]) -> Block:
     baseline, s0r0, s1r0, s0r1, s1r1 = values.split()
@@ -273,7 +279,8 @@ def _gcnet_block(title: str, dataset: str, classes: int, table: str, values: str
 
 _P003 = Paper(
     key="paper_003",
-    title="Generative-contrastive networks (GCNet)",
+    short="GCNet (Kim et al.)",
+    title="GCNet (Kim et al.): generative-contrastive networks",
     citation="Y. Kim, B. Yoo, Y. Kwak, C. Choi, J. Kim. Deep Generative-Contrastive Networks for "
              "Facial Expression Recognition. arXiv:1703.07140.",
     blocks=(
@@ -304,10 +311,11 @@ _P003 = Paper(
            "The CNN baseline row is our cnn_baseline method when it was run, else supervised.",),
 )
 
-# ---------------------------------------------------------------------------------- seed 004
+# ------------------------------------------------------------------------------- AVCE (Kim & Song)
 _P004 = Paper(
     key="paper_004",
-    title="Emotion-aware multi-view contrastive learning (AVCE)",
+    short="AVCE (Kim & Song)",
+    title="AVCE (Kim & Song): emotion-aware multi-view contrastive learning",
     citation="D. H. Kim, B. C. Song. Emotion-aware Multi-view Contrastive Learning for Facial "
              "Emotion Recognition. ECCV 2022.",
     blocks=(
