@@ -108,8 +108,7 @@ def write_ckplus(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
         for qi, (emotion, num) in enumerate(zip(emotions, numbers)):
             rendered = lab_sequence(idn, emotion, layout_rng(cfg.seed, code, si, qi + 1),
                                     canvas=canvas, frames=cfg.frames, face_frac=(0.46, 0.56),
-                                    mode=mode, clutter=(0, 3), center_y=0.47, center_jitter=0.03,
-                                    session=layout_rng(cfg.seed, code, si, 0, 1))
+                                    mode=mode, clutter=(0, 3), center_y=0.47, center_jitter=0.03)
             records += _write_sequence(root, subject, f"{int(num):03d}", emotion, rendered)
             n_seq += 1
             if emotion:

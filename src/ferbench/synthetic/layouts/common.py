@@ -32,18 +32,14 @@ def save_image(image: np.ndarray, path: Path, fmt: dict[str, Any]) -> None:
 def lab_sequence(idn: Identity, emotion: str | None, rng: np.random.Generator, *,
                  canvas: tuple[int, int], frames: int, face_frac: tuple[float, float], mode: str,
                  clutter: tuple[int, int], center_y: float,
-                 center_jitter: float, session: np.random.Generator | None = None) -> RenderedSequence:
+                 center_jitter: float) -> RenderedSequence:
     """One posed neutral-to-apex sequence in a lab (CK+, Oulu-CASIA).
 
     ``emotion`` None gives an AU blend that matches no prototype (an unlabelled sequence);
     ``face_frac`` is the range the face size is drawn from, ``center_y`` the face centre's
-    height as a fraction of the canvas. ``session``: the stream the scene (camera, framing,
-    background, light) is drawn from; a lab records each subject's sequences in one session,
-    so the layouts pass the same fresh per-subject stream for all of them (sequences of one
-    subject then differ in their expression, not in a scene a model could tell them apart by).
+    height as a fraction of the canvas.
     """
-    srng = rng if session is None else session
-    scene = make_scene(srng, canvas, srng.uniform(*face_frac), mode=mode, clutter=clutter,
+    scene = make_scene(rng, canvas, rng.uniform(*face_frac), mode=mode, clutter=clutter,
                        center=(canvas[0] / 2, canvas[1] * center_y), center_jitter=center_jitter,
                        nuisance=0.8, motion=_LAB_MOTION, sensor=_LAB_SENSOR)
     expr: str | dict[str, float] = emotion if emotion else random_blend(rng)

@@ -31,8 +31,7 @@ def write_oulu(root: Path, cfg: SyntheticConfig) -> LayoutSummary:
             folder.mkdir(parents=True)
             rendered = lab_sequence(idn, emotion, layout_rng(cfg.seed, code, si, qi + 1),
                                     canvas=canvas, frames=cfg.frames, face_frac=(0.55, 0.66),
-                                    mode="RGB", clutter=(0, 4), center_y=0.5, center_jitter=0.04,
-                                    session=layout_rng(cfg.seed, code, si, 0, 1))
+                                    mode="RGB", clutter=(0, 4), center_y=0.5, center_jitter=0.04)
             for fi, image in enumerate(rendered.images):
                 save_image(image, folder / f"{fi:03d}.jpeg", JPEG)
                 records.append({
