@@ -28,14 +28,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from scipy import stats
 
 from ferbench import cli
 from ferbench.report.chance import ccc_chance, classification_chance
-from ferbench.synthetic import SyntheticConfig, write_layout
+from test_demo_learning import DEMO, GCNET_SIZE, demo_layout   # the demo's layouts, shared
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = 48
+SIZE = 48   # the cpu budget's (the demo layouts are prepared at it: DEMO["image_size"])
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -60,35 +59,24 @@ SCHEDULES = {
 PRETRAIN_ELSEWHERE = {"triplet_m12_full_ft", "simclr", "byol", "mocov2", "ssl_timeaug_hardneg"}
 
 
-def _layout(root: Path, dataset: str) -> tuple[Path, Path]:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    syn = params["synthetic"]
-    write_layout(dataset, root / "data", SyntheticConfig(
-        subjects=syn["subjects"], frames=syn["frames"], size=syn["size"], seed=syn["seed"],
-        layouts=(dataset,)))
-    cache = root / "cache" / dataset
-    assert cli.main(["prepare", dataset, str(root / "data" / dataset), "--out", str(cache),
-                     "--size", str(SIZE), "32", "--threads", "1"]) == 0
-    assert cli.main(["folds", dataset, "--cache", str(cache), "--out", str(cache / "folds.parquet")]) == 0
-    return root, cache
+@pytest.fixture(scope="module")
+def ckplus(shared_once, tmp_path_factory):
+    """(where these tests write, the shared demo layout of synthetic CK+ at 48 and 32 px)."""
+    shared = shared_once("demo-ckplus", lambda path: demo_layout(path, "ckplus", DEMO["image_size"], GCNET_SIZE))
+    return tmp_path_factory.mktemp("learn_ck"), shared / "cache" / "ckplus"
 
 
 @pytest.fixture(scope="module")
-def ckplus(tmp_path_factory):
-    return _layout(tmp_path_factory.mktemp("learn_ck"), "ckplus")
-
-
-@pytest.fixture(scope="module")
-def afewva(tmp_path_factory):
-    return _layout(tmp_path_factory.mktemp("learn_va"), "afewva")
+def afewva(shared_once, tmp_path_factory):
+    shared = shared_once("demo-afewva", lambda path: demo_layout(path, "afewva", DEMO["image_size"]))
+    return tmp_path_factory.mktemp("learn_va"), shared / "cache" / "afewva"
 
 
 def _config(root: Path, run: str, dataset: str) -> Path:
-    """params.yaml under the cpu budget, this run's short schedule at 32 px, pretraining on the
+    """params.yaml under the cpu budget, this run's short schedule, pretraining on the
     target's own training-fold subjects."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["budget"] = "cpu"
-    params["datasets"][dataset]["root"] = str(root / "data" / dataset)
     block = params["methods"][run]
     if run in PRETRAIN_ELSEWHERE:
         block["pretrain_dataset"] = None   # the target's own training-fold subjects
