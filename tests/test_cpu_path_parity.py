@@ -37,9 +37,14 @@ PATHS = {"plain": {"precision": "fp32", "memory_format": "contiguous"},
          "fast": {"precision": "auto", "memory_format": "auto"}}
 
 
-@pytest.fixture(scope="module")
-def ckplus(tmp_path_factory):
-    return demo_layout(tmp_path_factory.mktemp("parity"), "ckplus", DEMO["image_size"], GCNET_SIZE)
+@pytest.fixture
+def ckplus(shared_once, tmp_path):
+    """The demo's synthetic CK+ (shared with tests/test_demo_learning.py): (root, its
+    params.yaml, the cache, its folds table)."""
+    root = shared_once("demo-ckplus", lambda path: demo_layout(path, "ckplus", DEMO["image_size"],
+                                                               GCNET_SIZE))
+    cache = root / "cache" / "ckplus"
+    return root, root / "params.yaml", cache, cache / "folds.parquet"
 
 
 def test_fast_cpu_path_matches_fp32_accuracy_per_fold(ckplus, tmp_path) -> None:

@@ -446,7 +446,7 @@ def test_mask_fn_encoder_default_is_simclr_loaded_random_only_when_asked(clips, 
         _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": "random"}).setup(data, "pretrain")
     lines = [r.getMessage() for r in caplog.records if "randomly initialised" in r.getMessage()]
     assert len(lines) == 1 and "mask_fn_encoder: random" in lines[0] and caplog.records[-1].levelno == logging.WARNING
-    with pytest.raises(FerbenchError, match="mask_fn_encoder: need a run name"):
+    with pytest.raises(FerbenchError, match="mask_fn_encoder: None is NoneType, expected a string"):
         _method("ssl_fer", {"mask_fn": True, "mask_fn_encoder": None})
 
 
