@@ -34,9 +34,11 @@ def pytest_collection_modifyitems(config, items):
         if not any(item.get_closest_marker(tier) for tier in TIERS):
             item.add_marker(pytest.mark.fast)
 
-    def rank(item) -> int:
-        return next((i for i, name in enumerate(("slurm", "e2e", "slow"))
+    def rank(item) -> tuple[int, float]:
+        tier = next((i for i, name in enumerate(("slurm", "e2e", "slow"))
                      if item.get_closest_marker(name)), 3)
+        # within a tier, a module that declares its length (MINUTES, one worker's) goes first
+        return tier, -float(getattr(item.module, "MINUTES", 0) or 0)
 
     items.sort(key=rank)
 

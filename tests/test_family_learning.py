@@ -34,6 +34,8 @@ from ferbench.report.chance import ccc_chance, classification_chance
 from test_demo_learning import DEMO, GCNET_SIZE, demo_layout   # the demo's layouts, shared
 
 REPO = Path(__file__).resolve().parents[1]
+#: one worker's minutes for this file on a quiet 2-core machine: tests/conftest.py starts it first
+MINUTES = 8
 SIZE = 48   # the cpu budget's (the demo layouts are prepared at it: DEMO["image_size"])
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
