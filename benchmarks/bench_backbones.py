@@ -53,7 +53,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402  (the engine's timing, for the engine/bare ratio)
 
-from ferbench import engine  # noqa: E402
+from ferbench.train.trainer import set_threads  # noqa: E402
 from ferbench.config import stage_settings  # noqa: E402
 from ferbench.methods import get_method  # noqa: E402
 from ferbench.models.backbones import BACKBONES  # noqa: E402
@@ -217,7 +217,7 @@ def main() -> None:
     global CLOCK
     if args.clock == "cpu":
         CLOCK = bench_engine.CLOCK = time.process_time
-    engine.set_threads(args.threads)   # also flushes denormals in every intra-op thread
+    set_threads(args.threads)   # also flushes denormals in every intra-op thread
     config = yaml.safe_load(Path(args.config).read_text())
 
     uses = budget_uses(config)

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_cache.py [--images 500] [--size 64] [--threads 2]
 
 Generates CK+-like frames (640x490 grey PNG, a drawn face, 68 landmarks) in a temp dir, caches
-them with ferbench.preprocess, then times, for the same random batches of indices:
+them with ferbench.data.prepare, then times, for the same random batches of indices:
   cache   faces_{size}.npy memmap[idx] -> torch float tensor [B, 3, size, size] in [0, 1]
   decode  PIL open + RGB + resize of each original file -> the same tensor
 and prints both and their ratio, taken in one run (target: cache >= 20x faster).
@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from ferbench.datasets.base import Reader, ReadResult, make_table, open_image
-from ferbench import preprocess
-from ferbench.preprocess import prepare_cache
+from ferbench.data import prepare
+from ferbench.data.prepare import prepare_cache
 
 
 class FolderReader(Reader):
@@ -109,7 +109,7 @@ def main() -> None:
         reader = FolderReader(table)
 
         # measure the worker-process path even on this small set (start-up included)
-        preprocess.PROCESS_MIN_ROWS = 0
+        prepare.PROCESS_MIN_ROWS = 0
         for threads in sorted({1, args.threads}):
             out = cache / f"t{threads}"
             cpu0, start = _cpu_seconds(), time.perf_counter()

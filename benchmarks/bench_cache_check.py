@@ -1,4 +1,4 @@
-"""Cost of the cache's pixel hashes (ferbench.cache_content): at prepare, at train start, in doctor.
+"""Cost of the cache's pixel hashes (ferbench.data.cache_content): at prepare, at train start, in doctor.
 
     .venv/bin/python benchmarks/bench_cache_check.py [--rows 10000] [--size 64] [--repeat 5]
 
@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ferbench import cache_content, io
+from ferbench import io
+from ferbench.data import cache_content
 
 
 def write(path: Path, rows: int, size: int, hash_it: bool) -> tuple[float, str | None]:

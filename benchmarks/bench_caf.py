@@ -27,8 +27,8 @@ import pandas as pd
 import torch
 from bench_engine import sync, write_fake_cache   # this folder is on sys.path when run as a script
 
-from ferbench import engine
-from ferbench.data import load_fold
+from ferbench.train.trainer import Trainer, resolve_device, seed_everything, set_threads
+from ferbench.data.folds import load_fold
 from ferbench.methods import TaskInfo, get_method
 
 
@@ -48,7 +48,7 @@ def to_va(cache: Path, folds: Path, seed: int = 0) -> None:
         (cache / "report.json").write_text(json.dumps({"n": len(table)}))
 
 
-def trainer_for(method: str, args: argparse.Namespace, cache: Path, folds: Path, epochs: int) -> engine.Trainer:
+def trainer_for(method: str, args: argparse.Namespace, cache: Path, folds: Path, epochs: int) -> Trainer:
     settings = {
         "dataset": "bench", "method_name": method, "stage": "train", "metrics": {}, "method": {},
         "train": {"backbone": args.backbone, "image_size": args.image_size, "epochs": epochs,
@@ -56,10 +56,10 @@ def trainer_for(method: str, args: argparse.Namespace, cache: Path, folds: Path,
                   "checkpoint_every": 10**9, "eval_batch_size": args.batch_size},
     }
     data = load_fold(cache, folds, 1, args.image_size)
-    engine.seed_everything(0)
+    seed_everything(0)
     m = get_method(method)(settings, TaskInfo("va", (), args.image_size))
     m.setup(data, "train")
-    return engine.Trainer(m, data, settings, args.device_obj, 0, out=None)
+    return Trainer(m, data, settings, args.device_obj, 0, out=None)
 
 
 def timed(fn, totals: dict[str, float], key: str, device: torch.device):
@@ -120,8 +120,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-images", type=int, default=2048, help="images in the fake cache")
     args = p.parse_args()
-    args.device_obj = engine.resolve_device(args.device)
-    engine.set_threads(args.threads)
+    args.device_obj = resolve_device(args.device)
+    set_threads(args.threads)
     if args.device_obj.type == "cuda":
         torch.backends.cudnn.benchmark = True
     sup, caf, caf_timed = [], [], []

@@ -37,9 +37,9 @@ def worker(args: argparse.Namespace) -> None:
     import bench_engine
     import torch
 
-    from ferbench import engine
+    from ferbench.train.trainer import set_threads
 
-    engine.set_threads(args.threads)
+    set_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
     found = bench_cpu_path.budget_configs(config, [args.budget])
     key = next(k for k in found if k[0] == args.backbone and found[k]["engine"])

@@ -45,9 +45,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402  (the fake cache and the engine's timed loop)
 
-from ferbench import engine, precision  # noqa: E402
+from ferbench import precision  # noqa: E402
+
+from ferbench.train.trainer import Trainer, seed_everything, set_threads
 from ferbench.config import stage_settings  # noqa: E402
-from ferbench.data import load_fold  # noqa: E402
+from ferbench.data.folds import load_fold  # noqa: E402
 from ferbench.methods import TaskInfo, get_method  # noqa: E402
 from ferbench.models.backbones import BACKBONES  # noqa: E402
 
@@ -172,13 +174,13 @@ def engine_rate(key: tuple[str, int, int], entry: dict, cache: Path, folds: Path
     data = load_fold(cache, folds, 1, size)
     cls = get_method(entry["method"].get("class") or entry["run"])
 
-    def build(epochs: int) -> engine.Trainer:
+    def build(epochs: int) -> Trainer:
         s = copy.deepcopy(settings)
         s["train"]["epochs"] = epochs
-        engine.seed_everything(0)
+        seed_everything(0)
         method = cls(s, TaskInfo("classification", tuple(bench_engine.CLASSES), size))
         method.setup(data, "train")
-        return engine.Trainer(method, data, s, torch.device("cpu"), 0, out=None)
+        return Trainer(method, data, s, torch.device("cpu"), 0, out=None)
 
     per_epoch = build(1).steps_per_epoch
     trainer = build(-(-(warmup + steps) // per_epoch))
@@ -206,7 +208,7 @@ def main() -> None:
     args = p.parse_args()
     global CLOCK
     CLOCK = bench_engine.CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
-    engine.set_threads(args.threads)
+    set_threads(args.threads)
     config = yaml.safe_load(Path(args.config).read_text())
     found = budget_configs(config, args.budgets)
     keys = sorted(k for k in found if not args.backbones or k[0] in args.backbones)

@@ -2,12 +2,12 @@
 
 Long CPU runs drive some weights and Adam moments toward zero until they become subnormal
 floats, and x86 arithmetic on subnormals takes a slow path: a training step slows many-fold.
-The engine zeroes them every ``FLUSH_DENORMALS_EVERY`` steps (``engine.flush_denormals``).
+The engine zeroes them every ``FLUSH_DENORMALS_EVERY`` steps (``ferbench.train.trainer.flush_denormals``).
 
 This script trains one network from three starts and prints images/s and the ratios:
   fresh      freshly initialised weights
   subnormal  the same weights with a share of weights and Adam moments made subnormal
-  flushed    the subnormal start after ``engine.flush_denormals`` (what the engine does)
+  flushed    the subnormal start after ``flush_denormals`` (what the engine does)
 Target: flushed within 10% of fresh.
 
     python benchmarks/bench_denormals.py [--backbone smallcnn] [--size 48] [--threads 2]
@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ferbench import engine
+from ferbench.train.trainer import flush_denormals, set_threads
 from ferbench.methods import TaskInfo
 from ferbench.methods.supervised import Supervised
 
@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--share", type=float, default=0.3, help="share of values made subnormal")
     args = ap.parse_args()
-    engine.set_threads(args.threads)
+    set_threads(args.threads)
     torch.manual_seed(0)
     task = TaskInfo("classification", tuple("abcdefg"), args.size)
     settings = {"method_name": "bench", "method": {},
@@ -90,7 +90,7 @@ def main() -> None:
     flushed = copy.deepcopy(sub)
     flushed_opts, _ = flushed.configure_optimizers()
     flushed_opts["main"].load_state_dict(sub_opts["main"].state_dict())
-    engine.flush_denormals(flushed, flushed_opts)
+    flush_denormals(flushed, flushed_opts)
 
     rates = {name: images_per_second(m, o, x, y, args.steps)
              for name, m, o in (("fresh", fresh, fresh_opts), ("subnormal", sub, sub_opts),

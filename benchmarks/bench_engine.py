@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import engine
-from ferbench.data import load_fold
+from ferbench.train.trainer import Trainer, resolve_device, seed_everything, set_threads
+from ferbench.data.folds import load_fold
 from ferbench.methods import TaskInfo, get_method
 
 CLASSES = ["anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral"]
@@ -84,11 +84,11 @@ def build(args: argparse.Namespace, cache: Path, folds: Path, epochs: int):
         "method": {},
     }
     data = load_fold(cache, folds, 1, args.image_size)
-    engine.seed_everything(0)
+    seed_everything(0)
     cls = get_method(args.method)
     method = cls(settings, TaskInfo("classification", tuple(CLASSES), args.image_size))
     method.setup(data, args.stage)
-    return engine.Trainer(method, data, settings, args.device_obj, 0, out=None)
+    return Trainer(method, data, settings, args.device_obj, 0, out=None)
 
 
 def sync(device: torch.device) -> None:
@@ -96,7 +96,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_fit(trainer: engine.Trainer, warmup: int, steps: int, device: torch.device) -> float:
+def timed_fit(trainer: Trainer, warmup: int, steps: int, device: torch.device) -> float:
     """Seconds the engine's loop takes for ``steps`` steps after ``warmup`` (the trainer must
     have epochs enough for warmup + steps)."""
     marks: dict[int, float] = {}
@@ -132,7 +132,7 @@ def time_bare(args: argparse.Namespace, cache: Path, folds: Path) -> float:
     method, device = trainer.method, args.device_obj
     batches = []
     order = trainer.method.epoch_batches(trainer.gen_data, 0)
-    from ferbench.data import gather
+    from ferbench.data.folds import gather
 
     for positions in order[:4]:  # a few distinct batches, cycled
         batches.append(trainer.prepare(gather(trainer.data, positions), train=True))
@@ -169,8 +169,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache-images", type=int, default=4096, help="images in the fake cache")
     args = p.parse_args()
-    args.device_obj = engine.resolve_device(args.device)
-    engine.set_threads(args.threads)
+    args.device_obj = resolve_device(args.device)
+    set_threads(args.threads)
     if args.device_obj.type == "cuda":
         torch.backends.cudnn.benchmark = True
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """AVCE's costs, measured in one run.
 
 sparsemax: a differentiable sparsemax on a 256 x 32 batch, forward and backward, two ways: the
-           closed form (``ferbench.losses.sparsemax``, sort-based, one batched call, autograd)
+           closed form (``ferbench.methods.losses.sparsemax``, sort-based, one batched call, autograd)
            against the authors' approach, differentiating through a convex solver's optimum
            (per sample: a CVXPY/ECOS solve with the problem compiled once, the KKT Jacobian at
            the optimum by autograd, a linear solve for the backward); their ratio (target
@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from ferbench.losses import sparsemax
+from ferbench.methods.losses import sparsemax
 from ferbench.methods import TaskInfo, get_method
 from ferbench.methods.base import Batch
 

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import engine
-from ferbench.data import FoldData, gather
+from ferbench.train.trainer import Trainer, seed_everything
+from ferbench.data.folds import FoldData, gather
 from ferbench.methods import TaskInfo, get_method
 
 RUNS: dict[str, dict[str, Any]] = {
@@ -95,10 +95,10 @@ class Run:
             "method": {**block, "time_offsets": [1, 3], "hard_neg_interval": 6, "mask_fn_encoder": "random"}
             if block["class"] == "ssl_fer" else dict(block),
         }
-        engine.seed_everything(0)
+        seed_everything(0)
         self.method = get_method(block["class"])(settings, TaskInfo("classification", ("a", "b"), args.image_size))
         self.method.setup(data, "pretrain")
-        self.trainer = engine.Trainer(self.method, data, settings, args.device_obj, 0, out=None)
+        self.trainer = Trainer(self.method, data, settings, args.device_obj, 0, out=None)
         self.device = args.device_obj
         self.batches = self.method.epoch_batches(self.trainer.gen_data, 0)
         self.patch_s = 0.0

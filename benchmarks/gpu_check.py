@@ -45,7 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_engine  # noqa: E402  (its timed engine loop)
 
-from ferbench.methods.base import GpuCheck, declared, get_method, method_names  # noqa: E402
+from ferbench.methods.base import GpuCheck  # noqa: E402
+from ferbench.methods.registry import declared, get_method, method_names  # noqa: E402
 
 #: family (a method class) -> (run name in params.yaml, stage, dataset): each class's own
 #: ``gpu_check`` declaration (methods/<name>.py)
@@ -94,8 +95,8 @@ def job_settings(config: dict, run: str, stage: str, dataset: str) -> dict:
 
 
 def build_trainer(settings: dict, stage: str, cache: Path, folds: Path, device: torch.device, epochs: int):
-    from ferbench import engine
-    from ferbench.data import load_fold
+    from ferbench.train.trainer import Trainer, seed_everything
+    from ferbench.data.folds import load_fold
     from ferbench.methods import TaskInfo, get_method
 
     settings = copy.deepcopy(settings)
@@ -103,10 +104,10 @@ def build_trainer(settings: dict, stage: str, cache: Path, folds: Path, device: 
     size = int(settings["train"]["image_size"])
     data = load_fold(cache, folds, 0, size, need_labels=stage == "train")
     cls = get_method(settings["method"].get("class") or settings["method_name"])
-    engine.seed_everything(0)
+    seed_everything(0)
     method = cls(settings, TaskInfo(data.task, tuple(data.classes), size))
     method.setup(data, stage)
-    return engine.Trainer(method, data, settings, device, 0, out=None)
+    return Trainer(method, data, settings, device, 0, out=None)
 
 
 def sync(device: torch.device) -> None:
@@ -117,7 +118,7 @@ def sync(device: torch.device) -> None:
 def check_gpu_path(trainer) -> None:
     """bf16 autocast, channels_last model and views, pinned host batches: what the engine
     promises on CUDA."""
-    from ferbench.data import gather
+    from ferbench.data.folds import gather
 
     with trainer.autocast():
         probe = torch.ones(2, 2, device=trainer.device) @ torch.ones(2, 2, device=trainer.device)
@@ -146,7 +147,7 @@ def time_engine(settings, stage, cache, folds, device, warmup: int, steps: int) 
 
 
 def time_bare(settings, stage, cache, folds, device, warmup: int, steps: int) -> float:
-    from ferbench.data import gather
+    from ferbench.data.folds import gather
 
     trainer = build_trainer(settings, stage, cache, folds, device, epochs=10**6)
     order = trainer.method.epoch_batches(trainer.gen_data, 0)
@@ -183,11 +184,11 @@ def main() -> int:
     elif not torch.cuda.is_available():
         print(NO_CUDA)
         return 2
-    from ferbench import engine
+    from ferbench.train.trainer import resolve_device, set_threads
 
-    device = engine.resolve_device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cpu":
-        engine.set_threads(2)
+        set_threads(2)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True

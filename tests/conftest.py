@@ -17,7 +17,7 @@ import pytest
 import torch
 from filelock import FileLock
 
-from ferbench import engine
+from ferbench.train.trainer import Trainer
 
 #: the markers that take a test out of the fast tier
 TIERS = ("slow", "e2e", "slurm", "browser")
@@ -95,7 +95,7 @@ def killed_after_step(monkeypatch):
     The stop is one of the trainer's own per-step callbacks (``Trainer.step_callbacks``), added
     to every trainer that starts fitting inside the block: the library carries no test hook."""
     armed: dict[str, int | None] = {"step": None}
-    fit = engine.Trainer.fit
+    fit = Trainer.fit
 
     def fit_then_kill(self, *args, **kwargs):
         after = armed["step"]
@@ -106,7 +106,7 @@ def killed_after_step(monkeypatch):
             self.step_callbacks.append(kill)
         return fit(self, *args, **kwargs)
 
-    monkeypatch.setattr(engine.Trainer, "fit", fit_then_kill)
+    monkeypatch.setattr(Trainer, "fit", fit_then_kill)
 
     @contextlib.contextmanager
     def killed(step: int):

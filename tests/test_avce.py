@@ -16,7 +16,7 @@ import torch
 from fake_fold import make_fold_files, write_config
 from ferbench import cli
 from ferbench.config import load_config, stage_settings
-from ferbench.losses import (avce_discriminative_loss, avce_infonce_loss, avce_objective, avce_similarity,
+from ferbench.methods.losses import (avce_discriminative_loss, avce_infonce_loss, avce_objective, avce_similarity,
                              barlow_twins_loss, sparsemax)
 from ferbench.methods import TaskInfo, get_method
 from ferbench.methods.avce import AVCE

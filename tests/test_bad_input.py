@@ -24,15 +24,17 @@ from PIL import Image
 
 from fake_fold import make_fold_files, write_config
 from fake_tables import TableReader
-from ferbench import cache_content, cli, doctor, engine, startup
-from ferbench.checkpoint import save_torch
+from ferbench import cli, doctor, startup
+from ferbench.train.checkpoint import CHECKPOINT
+from ferbench.data import cache_content
+from ferbench.train.checkpoint import save_torch
 from ferbench.config import read_yaml
-from ferbench.data import load_fold
+from ferbench.data.folds import load_fold
 from ferbench.datasets.base import ReadResult, make_table
-from ferbench.divergence import DivergenceWatch, nonfinite_tensors
+from ferbench.train.divergence import DivergenceWatch, nonfinite_tensors
 from ferbench.errors import FerbenchError
 from ferbench.methods import get_method
-from ferbench.preprocess import prepare_cache
+from ferbench.data.prepare import prepare_cache
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "ferbench"
@@ -388,7 +390,7 @@ def test_sgd_nan_stop_keeps_only_a_finite_checkpoint(tmp_path, capsys):
     assert _train(tmp_path, config, out) == 2
     line = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert len(line) == 1 and ("NaN or inf" in line[0] or "training 'loss' is" in line[0])
-    ckpt = out / engine.CHECKPOINT
+    ckpt = out / CHECKPOINT
     if ckpt.exists():  # the last finite one: a rerun resumes from finite weights
         assert nonfinite_tensors(torch.load(ckpt, weights_only=True)) == []
     assert not (out / "metrics.json").exists()
@@ -441,7 +443,7 @@ def test_a_library_that_fails_to_map_is_one_line(capsys, monkeypatch):
 def test_inspect_verify_counts_unsupported_modes_by_name(tmp_path):
     import collections
 
-    from ferbench.inspection import verify_images
+    from ferbench.data.inspection import verify_images
 
     face = np.zeros((8, 8), np.uint8)
     reader = _image_table(tmp_path, {"a.png": Image.fromarray(face), "b.tif": Image.fromarray(face.astype(np.float32)),

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from fake_fold import make_fold_files, write_config
-from ferbench import engine
+from ferbench.train.trainer import Trainer
 from ferbench.config import load_config, stage_settings
-from ferbench.data import load_fold
+from ferbench.data.folds import load_fold
 from ferbench.errors import FerbenchError
-from ferbench.losses import (adaptive_margin, between_class_variance, caf_pair_distances,
+from ferbench.methods.losses import (adaptive_margin, between_class_variance, caf_pair_distances,
                              contrastive_hinge, emotion_groups, equalise_groups, fisher_critic_loss,
                              legacy_cumulative_threshold, otsu_threshold)
 from ferbench.methods import TaskInfo, get_method
@@ -226,7 +226,7 @@ def test_training_on_fake_va_data_lowers_the_av_loss(tmp_path: Path, one_thread)
     torch.manual_seed(0)
     method = get_method("caf")(settings, TaskInfo("va", (), 32))
     method.setup(data, "train")
-    trainer = engine.Trainer(method, data, settings, torch.device("cpu"), 0, None)
+    trainer = Trainer(method, data, settings, torch.device("cpu"), 0, None)
     trainer.fit(resume=False)
     rows = [r for r in trainer.log_rows if "av" in r]
     assert rows[-1]["av"] < 0.8 * rows[0]["av"], [round(r["av"], 3) for r in rows]

@@ -315,12 +315,12 @@ def test_threads_below_one_on_the_command_line_is_one_line_and_exit_2(tmp_path, 
     from fake_fold import make_fold_files, write_config as write_params
     from test_preprocess import _reader
 
-    from ferbench import preprocess
+    from ferbench.data import prepare
 
     out = tmp_path / "out"
     if verb == "prepare":
         reader = _reader(tmp_path / "data", n=4)
-        monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+        monkeypatch.setattr(prepare, "get_reader", lambda name: reader)
         argv = ["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]
     else:
         make_fold_files(tmp_path, subjects=3, frames=2)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import ferbench.datasets as datasets_package
-from ferbench import protocols
+from ferbench.data import protocols
 from ferbench.config import SCHEMA_PATH
 from ferbench.datasets import READERS, Reader, dataset_facts, dataset_names, get_reader
 from ferbench.datasets.base import EMOTIONS

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from fake_fold import CLASSES, make_fold_files, write_config
-from ferbench import cli, engine
+from ferbench import cli
+from ferbench.train.checkpoint import CHECKPOINT
+from ferbench.train.trainer import Trainer, seed_everything
 from ferbench.config import stage_settings
-from ferbench.augment import AugmentConfig, Augmenter, AugmentParams
+from ferbench.data.augment import AugmentConfig, Augmenter, AugmentParams
 from ferbench.config import load_config
-from ferbench.data import build_sequence_table, load_fold
+from ferbench.data.folds import build_sequence_table, load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods import Method, TaskInfo, get_method, method_names
 from ferbench.methods.supervised import Supervised
@@ -164,9 +166,9 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path, killed_
     with killed_after_step(6):  # dies after step 6; last checkpoint at step 4
         run_cli("train", tmp_path, config, broken)
     assert not (broken / "metrics.json").exists()
-    assert (broken / engine.CHECKPOINT).exists()
+    assert (broken / CHECKPOINT).exists()
     assert temp_files(broken) == []
-    ckpt = torch.load(broken / engine.CHECKPOINT, weights_only=True)
+    ckpt = torch.load(broken / CHECKPOINT, weights_only=True)
     assert ckpt["step"] == 4 and ckpt["epoch"] == 1 and ckpt["index"] == 1  # mid-epoch
 
     assert run_cli("train", tmp_path, config, broken) == 0
@@ -200,7 +202,7 @@ def test_fold_out_of_range(tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path)
     err = _fails(capsys, "train", tmp_path, config, tmp_path / "run", fold=3)
     assert "fold 3 out of range" in err
-    assert not (tmp_path / "run" / engine.CHECKPOINT).exists()
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
 
 
 def test_missing_cache_size(tmp_path: Path, capsys) -> None:
@@ -216,9 +218,9 @@ def test_corrupt_checkpoint_names_the_file(tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path)
     out = tmp_path / "run"
     out.mkdir()
-    (out / engine.CHECKPOINT).write_bytes(b"not a checkpoint at all")
+    (out / CHECKPOINT).write_bytes(b"not a checkpoint at all")
     err = _fails(capsys, "train", tmp_path, config, out)
-    assert str(out / engine.CHECKPOINT) in err and "corrupt" in err
+    assert str(out / CHECKPOINT) in err and "corrupt" in err
     assert not (out / "metrics.json").exists()
 
 
@@ -250,11 +252,11 @@ def _trainer(root: Path, methods: dict, epochs: int = 2, seed: int = 0, stage: s
     name = next(iter(methods))
     settings = stage_settings(config, "fake", name, stage)
     data = load_fold(root / "cache", root / "folds.parquet", 0, 32)
-    engine.seed_everything(seed)
+    seed_everything(seed)
     cls = get_method(settings["method"].get("class", name))
     method = cls(settings, TaskInfo(data.task, tuple(data.classes), 32))
     method.setup(data, stage)
-    return engine.Trainer(method, data, settings, torch.device("cpu"), seed, out=None)
+    return Trainer(method, data, settings, torch.device("cpu"), seed, out=None)
 
 
 @pytest.mark.slow
@@ -390,7 +392,7 @@ def test_diverging_loss_stops_with_one_line(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_auto_device_falls_back_to_cpu_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
-    from ferbench.engine import resolve_device
+    from ferbench.train.trainer import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
@@ -412,7 +414,7 @@ def test_checkpoint_of_another_config_is_discarded_not_resumed(tmp_path: Path, k
     broken = tmp_path / "broken"
     with killed_after_step(6):
         run_cli("train", tmp_path, old, broken)
-    assert (broken / engine.CHECKPOINT).exists()
+    assert (broken / CHECKPOINT).exists()
 
     new_root = tmp_path / "new"
     new_root.mkdir()
@@ -426,7 +428,7 @@ def test_checkpoint_of_another_config_is_discarded_not_resumed(tmp_path: Path, k
     wa = torch.load(whole / "model.pt", weights_only=True)
     wb = torch.load(broken / "model.pt", weights_only=True)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert not (broken / engine.CHECKPOINT).exists()  # finished jobs keep no resume state
+    assert not (broken / CHECKPOINT).exists()  # finished jobs keep no resume state
 
 
 # -- what a run records about itself -------------------------------------------------------------

@@ -17,11 +17,11 @@ import torch.nn.functional as F
 
 from fake_fold import write_config
 from ferbench import cli
-from ferbench.augment import Augmenter
-from ferbench.data import load_fold
-from ferbench.engine import Trainer, seed_everything
+from ferbench.data.augment import Augmenter
+from ferbench.data.folds import load_fold
+from ferbench.train.trainer import Trainer, seed_everything
 from ferbench.errors import FerbenchError
-from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
+from ferbench.methods.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
 from ferbench.methods import Batch, TaskInfo, get_method
 from ferbench.methods.gcnet import GCNet
 
@@ -459,7 +459,7 @@ def write_ck48_like(root: Path, *, size: int = 16, subjects: int = 8, neutral_su
 
 
 def test_reference_faces_onset_then_subject_neutral_then_none():
-    from ferbench.data import build_sequence_table
+    from ferbench.data.folds import build_sequence_table
     from ferbench.methods.gcnet import REF_SOURCES, reference_faces
 
     folds = pd.DataFrame({

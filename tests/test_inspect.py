@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from fake_tables import CKPLUS_CLASSES, CKPLUS_FOLDS, TableReader, ckplus_like_table
-from ferbench import cli, inspection
+from ferbench import cli
+from ferbench.data import inspection
 from ferbench.datasets.base import ReadResult, make_table
 
 

@@ -19,14 +19,16 @@ import torch
 from torch import nn
 
 from fake_fold import make_fold_files, write_config
-from ferbench import cli, engine
+from ferbench import cli
+from ferbench.train.checkpoint import CHECKPOINT
+from ferbench.train.trainer import Trainer
 from ferbench.config import load_config, stage_settings
-from ferbench.data import gather, load_fold
+from ferbench.data.folds import gather, load_fold
 from ferbench.methods import TaskInfo, get_method, method_names
 from ferbench.methods.base import Method, ParamGroup
 from ferbench.methods.supervised import Supervised
 from ferbench.models import build_backbone
-from ferbench.losses import av_loss
+from ferbench.methods.losses import av_loss
 
 
 def run_cli(verb: str, root: Path, config: Path, out: Path, method: str, task_root: Path | None = None,
@@ -138,7 +140,7 @@ def test_two_optimiser_method_resumes_bit_identically_and_logs_by_name(tmp_path:
     assert run_cli("train", tmp_path, config, whole, "toy") == 0
     with killed_after_step(6):
         run_cli("train", tmp_path, config, broken, "toy")
-    assert torch.load(broken / engine.CHECKPOINT, weights_only=True)["step"] == 4
+    assert torch.load(broken / CHECKPOINT, weights_only=True)["step"] == 4
     assert run_cli("train", tmp_path, config, broken, "toy") == 0
     a = json.loads((whole / "metrics.json").read_text())
     b = json.loads((broken / "metrics.json").read_text())
@@ -164,7 +166,7 @@ def test_nan_in_any_returned_term_stops_with_one_line_and_keeps_the_good_checkpo
     err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
     assert len([line for line in err if "error:" in line]) == 1
     assert "training 'critic' is nan" in err[-1] and "step 4" in err[-1]
-    ckpt = torch.load(out / engine.CHECKPOINT, weights_only=True)
+    ckpt = torch.load(out / CHECKPOINT, weights_only=True)
     assert ckpt["step"] == 4 and all(torch.isfinite(v).all() for v in ckpt["model"].values()
                                      if v.is_floating_point())
     assert not (out / "metrics.json").exists()
@@ -245,7 +247,7 @@ def test_method_contract(name: str, fake_roots, tmp_path: Path, killed_after_ste
     for stage in stages:
         method, data = _built(root, config, stage)
         # one step on a fixed batch moves every declared group and nothing frozen
-        trainer = engine.Trainer(method, data, method.settings, torch.device("cpu"), 0, None)
+        trainer = Trainer(method, data, method.settings, torch.device("cpu"), 0, None)
         if stage == "train" and pretrained:
             method.load_pretrained(torch.load(pretrained[0], weights_only=True)["state"])
         before = {n: p.detach().clone() for n, p in method.named_parameters()}
@@ -305,7 +307,7 @@ def test_method_step_in_the_fast_path(name: str, path: str, fake_roots, tmp_path
     for stage in (["pretrain", "train"] if cls.pretrain else ["train"]):
         method, data = _built(root, config, stage)
         settings = {**method.settings, "train": {**method.settings["train"], **FAST_PATHS[path]}}
-        trainer = engine.Trainer(method, data, settings, torch.device("cpu"), 0, None)
+        trainer = Trainer(method, data, settings, torch.device("cpu"), 0, None)
         if path == "bf16":
             assert trainer.compute.precision == "bf16"
         before = {n: p.detach().clone() for n, p in method.named_parameters()}

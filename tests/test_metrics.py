@@ -10,9 +10,9 @@ import scipy.stats
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from ferbench import metrics
-from ferbench.losses import av_loss, ccc_torch, pcc_torch
-from ferbench.metrics import classification_metrics, va_metrics
+from ferbench.train import metrics
+from ferbench.methods.losses import av_loss, ccc_torch, pcc_torch
+from ferbench.train.metrics import classification_metrics, va_metrics
 
 # Hand-worked VA example used by several tests.
 # valence y = [-1, 0, 1, 2], p = [-1, 1, 1, 3]

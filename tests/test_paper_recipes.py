@@ -20,7 +20,7 @@ import yaml
 from ferbench.config import stage_settings
 from ferbench.method_blocks import method_block
 from ferbench.methods import TaskInfo, get_method, method_names
-from ferbench.methods.base import declared, recipe_rows
+from ferbench.methods.registry import declared, recipe_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

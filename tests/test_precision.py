@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ferbench import losses, precision, ssl_losses
+from ferbench import precision
+from ferbench.methods import losses, ssl_losses
 from ferbench.errors import FerbenchError
 
 

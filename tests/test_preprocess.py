@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 
 from fake_tables import TableReader
-from ferbench import cli, preprocess
+from ferbench import cli
+from ferbench.data import faces, prepare
+from ferbench.data.faces import crop_face, locate_face
+from ferbench.data.prepare import prepare_cache
 from ferbench.datasets.base import Reader, ReadResult, make_table
 from ferbench.errors import FerbenchError
-from ferbench.preprocess import crop_face, locate_face, prepare_cache
 
 
 def _white_square(h=200, w=300, x=100, y=60, side=40, rgb=False):
@@ -52,7 +54,7 @@ def test_box_gives_the_same_crop_and_landmarks_win_over_box():
 def test_square_is_shifted_inside_when_it_fits_and_padded_when_not():
     image = _white_square(h=200, w=300, x=0, y=80, side=40)
     # face at the left border: the 80px square is shifted to x = 0 (no black padding column)
-    x0, y0, side = preprocess.square_region((0, 80, 40, 40), 0.5, image.shape)
+    x0, y0, side = faces.square_region((0, 80, 40, 40), 0.5, image.shape)
     assert (x0, y0, side) == (0, 60, 80)
     # a face box larger than the image: centred, zero padded on every side
     white = np.full((50, 50), 255, np.uint8)
@@ -100,7 +102,7 @@ def test_detector_only_without_landmarks_or_box_and_centre_fallback():
     box, method = locate_face(image, detector=lambda grey: None)
     assert method == "center" and box == (50.0, 0.0, 200.0, 200.0)
     # the bundled Haar cascade loads (no download) and finds no face in a blank image
-    assert preprocess.HaarDetector()(np.zeros((120, 160), np.uint8)) is None
+    assert faces.HaarDetector()(np.zeros((120, 160), np.uint8)) is None
 
 
 # -- whole tables -----------------------------------------------------------------------------
@@ -151,7 +153,7 @@ def test_prepare_writes_faces_samples_and_report(tmp_path):
     assert saved["crop"]["landmarks"] == 11 and sum(saved["crop"].values()) == 11
     # every face is centred: the square's middle is white, the corners black
     assert (faces[:, :, 20:28, 20:28] == 255).all() and (faces[:, :, :4, :4] == 0).all()
-    cached, table = preprocess.open_cache(out, 48)
+    cached, table = prepare.open_cache(out, 48)
     assert len(cached) == len(table) == 11
 
 
@@ -189,7 +191,7 @@ class _FailingLoad(TableReader):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("where", ["one-pass reader", "file reader"])
 def test_failure_mid_way_leaves_no_partial_cache(tmp_path, monkeypatch, threads, where):
-    monkeypatch.setattr(preprocess, "PROCESS_MIN_ROWS", 0)  # small table, yet worker processes
+    monkeypatch.setattr(prepare, "PROCESS_MIN_ROWS", 0)  # small table, yet worker processes
     base = _reader(tmp_path / "data", n=80)
     cls = _FailingReader if where == "one-pass reader" else _FailingLoad
     reader = cls("fake", base.result)
@@ -210,14 +212,14 @@ def test_failed_rerun_keeps_no_report_of_the_old_cache(tmp_path):
 
 
 def test_threads_give_identical_output_and_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(preprocess, "PROCESS_MIN_ROWS", 0)
+    monkeypatch.setattr(prepare, "PROCESS_MIN_ROWS", 0)
     pools = []
 
-    class CountingPool(preprocess.ProcessPoolExecutor):
+    class CountingPool(prepare.ProcessPoolExecutor):
         def __init__(self, *args, **kw):
             pools.append(kw["max_workers"])
             super().__init__(*args, **kw)
-    monkeypatch.setattr(preprocess, "ProcessPoolExecutor", CountingPool)
+    monkeypatch.setattr(prepare, "ProcessPoolExecutor", CountingPool)
     reader = _reader(tmp_path / "data", n=70, broken={3, 40}, landmarks=False)  # detector path
     one = prepare_cache(reader, tmp_path / "data", tmp_path / "one", sizes=[24], threads=1, progress=False)
     two = prepare_cache(reader, tmp_path / "data", tmp_path / "two", sizes=[24], threads=2, progress=False)
@@ -268,7 +270,7 @@ def test_container_reader_is_decoded_in_one_pass(tmp_path):
 
 def test_prepare_verb(tmp_path, monkeypatch, capsys):
     reader = _reader(tmp_path / "data", n=6)
-    monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+    monkeypatch.setattr(prepare, "get_reader", lambda name: reader)
     out = tmp_path / "cache" / "fake"
     rc = cli.main(["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "16", "--channels", "1",
                    "--threads", "2"])
@@ -290,7 +292,8 @@ def test_reader_yielding_too_few_images_is_an_error(tmp_path):
 
 
 def test_sequence_boxes_frame_every_frame_of_a_sequence_alike() -> None:
-    from ferbench.preprocess import landmark_box, sequence_boxes
+    from ferbench.data.faces import landmark_box
+    from ferbench.data.prepare import sequence_boxes
 
     table = pd.DataFrame({
         "sequence": ["a", "a", "b", None],
@@ -313,16 +316,16 @@ def test_a_landmark_maps_to_its_crop_pixel():
         image = np.zeros((120, 160), np.uint8)
         image[dot[1], dot[0]] = 255
         marks = box_points + list(dot)                                  # three points
-        x0, y0, side = preprocess.square_region(preprocess.landmark_box(marks), 0.3, image.shape)
-        (face,), method, region = preprocess.crop_face_region(image, [side], landmarks=marks, margin=0.3)
+        x0, y0, side = faces.square_region(faces.landmark_box(marks), 0.3, image.shape)
+        (face,), method, region = faces.crop_face_region(image, [side], landmarks=marks, margin=0.3)
         assert method == "landmarks" and region == (x0, y0, side)
-        f = preprocess.points_to_crop(marks, region, 3)
+        f = faces.points_to_crop(marks, region, 3)
         px, py = f[2] * side - 0.5                                       # size = side: no resampling
         assert (round(px), round(py)) == (dot[0] - x0, dot[1] - y0)
         assert face[0, round(py), round(px)] == 255 and face.sum() == 3 * 255
     # another number of points than the dataset's, or none: NaN
-    assert np.isnan(preprocess.points_to_crop([1, 2, 3, 4], (0, 0, 10), 3)).all()
-    assert np.isnan(preprocess.points_to_crop(None, (0, 0, 10), 3)).all()
+    assert np.isnan(faces.points_to_crop([1, 2, 3, 4], (0, 0, 10), 3)).all()
+    assert np.isnan(faces.points_to_crop(None, (0, 0, 10), 3)).all()
 
 
 def test_prepare_stores_landmarks_in_crop_fractions(tmp_path):
@@ -348,7 +351,7 @@ def test_prepare_stores_landmarks_in_crop_fractions(tmp_path):
     report = prepare_cache(no_marks, tmp_path / "plain", tmp_path / "c2", sizes=[32], progress=False)
     assert np.load(tmp_path / "c2" / "landmarks.npy").shape == (12, 0, 2) and report["landmarks"]["points"] == 0
     # what training jobs read (FoldData.landmarks): the memmap, None without points or file
-    from ferbench.data import FoldData, open_landmarks
+    from ferbench.data.folds import FoldData, open_landmarks
 
     opened = open_landmarks(out, 11)
     np.testing.assert_array_equal(opened, marks)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ferbench import probe
+from ferbench.train import probe
 from ferbench.report import chance
 
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from fake_tables import CKPLUS_FOLDS, ckplus_like_table
-from ferbench import protocols
+from ferbench.data import protocols
 from ferbench.datasets.base import make_table
 from ferbench.errors import FerbenchError
-from ferbench.protocols import (
+from ferbench.data.protocols import (
     assign_folds, class_list, fold_indices, resolve_protocol, training_subject_mask,
 )
 

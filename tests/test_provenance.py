@@ -24,8 +24,10 @@ import torch
 
 from fake_fold import make_fold_files, write_config
 from fake_tables import TableReader, ckplus_like_table
-from ferbench import cli, engine, io, preprocess, protocols, provenance
-from ferbench.data import load_fold
+from ferbench import cli, io, provenance
+from ferbench.train.checkpoint import CHECKPOINT
+from ferbench.data import prepare, protocols
+from ferbench.data.folds import load_fold
 from ferbench.datasets.base import ReadResult
 from ferbench.errors import FerbenchError
 from ferbench.methods.supervised import Supervised
@@ -40,7 +42,7 @@ FOLDS = "kind=kfold,folds=3"
 def _prepared(root: Path, reader: TableReader, data: Path) -> tuple[Path, Path]:
     """prepare + folds into ``root``: (cache folder, folds.parquet)."""
     cache = root / "cache"
-    preprocess.prepare_cache(reader, data, cache, sizes=[32], progress=False)
+    prepare.prepare_cache(reader, data, cache, sizes=[32], progress=False)
     folds = cache / "folds.parquet"
     protocols.main(argparse.Namespace(dataset="fake", cache=str(cache), out=str(folds), protocol=FOLDS,
                                       fold_file=None))
@@ -173,7 +175,8 @@ SLOW_PREPARE = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_preprocess import _reader
-    from ferbench import cli, preprocess
+    from ferbench import cli
+    from ferbench.data import prepare
 
     data, out, ready = sys.argv[1:4]
     reader = _reader(Path(data))  # rewrites the same images
@@ -185,7 +188,7 @@ SLOW_PREPARE = textwrap.dedent("""
         return load(root, row)
 
     reader.load_image = slow
-    preprocess.get_reader = lambda name: reader
+    prepare.get_reader = lambda name: reader
     sys.exit(cli.main(["prepare", "fake", data, "--out", out, "--size", "32"]))
 """)
 
@@ -231,7 +234,7 @@ def test_sigkill_leftovers_are_removed_on_the_next_start_and_train_refuses_the_c
     # no pile-up: the second run removed the first one's (at most one per file being written)
     targets = [name.split(".")[1] for name in _leftovers(cache)]  # ".faces_32.npy.x1y2.npy"
     assert len(targets) == len(set(targets)), _leftovers(cache)
-    preprocess.prepare_cache(reader, tmp_path / "data", cache, sizes=[32], progress=False)
+    prepare.prepare_cache(reader, tmp_path / "data", cache, sizes=[32], progress=False)
     assert _leftovers(cache) == []
     load_fold(cache, folds, 0, 32)  # the same samples again: the old folds table fits
 
@@ -287,7 +290,7 @@ def test_prepare_folds_train_aggregate_name_the_path_and_the_cause(tmp_path, cap
     make_runs(tmp_path / "runs")
     request.getfixturevalue(fault)
     monkey = pytest.MonkeyPatch()
-    monkey.setattr(preprocess, "get_reader", lambda name: reader)
+    monkey.setattr(prepare, "get_reader", lambda name: reader)
     try:
         out = tmp_path / "cache2"
         assert cli.main(["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]) == 2
@@ -324,7 +327,7 @@ def test_synthesize_on_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypa
 
 def test_prepare_checks_free_space_before_sizing_the_memory_map(tmp_path, capsys, monkeypatch):
     reader = _reader(tmp_path / "data")
-    monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+    monkeypatch.setattr(prepare, "get_reader", lambda name: reader)
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
     out = tmp_path / "cache"
     assert cli.main(["prepare", "fake", str(tmp_path / "data"), "--out", str(out), "--size", "32"]) == 2
@@ -372,7 +375,7 @@ def test_doctor_reports_ok_stale_and_incomplete(tmp_path, capsys):
     shutil.copy(tmp_path / "b" / "cache" / "samples.parquet", cache / "samples.parquet")
     interrupted = results / "runs" / "other"
     interrupted.mkdir()
-    (interrupted / engine.CHECKPOINT).write_bytes(b"x")
+    (interrupted / CHECKPOINT).write_bytes(b"x")
     (cache / ".faces_32.npy.abcd1234.npy").write_bytes(b"x")
     rc, lines = _doctor(capsys, cache, results)
     assert rc == 1
@@ -455,7 +458,7 @@ def test_a_disk_filling_up_during_prepare_raises_instead_of_sigbus(tmp_path, cap
     # the free-space check passes, then another job fills the disk: the blocks of the face
     # arrays are reserved before the memory map is written, so this is ENOSPC, not SIGBUS
     reader = _reader(tmp_path / "data")
-    monkeypatch.setattr(preprocess, "get_reader", lambda name: reader)
+    monkeypatch.setattr(prepare, "get_reader", lambda name: reader)
 
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -479,5 +482,5 @@ def test_torch_save_on_a_full_disk_is_one_line_naming_the_checkpoint(tmp_path, c
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
     run = tmp_path / "run"
     assert run_cli("train", tmp_path, config, run) == 2
-    _one_line(capsys, str(run / engine.CHECKPOINT), "no space left on device")
+    _one_line(capsys, str(run / CHECKPOINT), "no space left on device")
     assert _leftovers(run) == []

@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from sklearn.utils.class_weight import compute_class_weight
 
 from fake_fold import CLASSES, make_fold_files
-from ferbench import engine
-from ferbench.augment import AugmentConfig, Augmenter
-from ferbench.data import load_fold
+from ferbench.train.evaluation import predict
+from ferbench.train.trainer import Trainer, flush_denormals
+from ferbench.data.augment import AugmentConfig, Augmenter
+from ferbench.data.folds import load_fold
 from ferbench.errors import FerbenchError
 from ferbench.methods import Batch, TaskInfo
 from ferbench.methods.supervised import Supervised, balanced_class_weights
@@ -105,8 +106,8 @@ def test_flip_test_time_augmentation_averages_the_mirror_image(tmp_path) -> None
         torch.manual_seed(0)
         m = Supervised(_settings(tta=tta, eval_batch_size=5), TASK)
         m.setup(data, "train")
-        trainer = engine.Trainer(m, data, m.settings, torch.device("cpu"), 0, None)
-        outs[tta] = engine.predict(trainer, data.indices["test"])
+        trainer = Trainer(m, data, m.settings, torch.device("cpu"), 0, None)
+        outs[tta] = predict(trainer, data.indices["test"])
     aug = Augmenter(m.augment_config(), 3, torch.Generator())
     x = aug(torch.from_numpy(data.images[data.cache_row[data.indices["test"]]]), train=False)
     m.eval()
@@ -128,7 +129,7 @@ def test_flush_denormals_zeroes_only_subnormals() -> None:
     state = optimizers["main"].state[w]
     state["exp_avg_sq"][0, 0] = tiny / 8
     keep = w.detach().clone()
-    engine.flush_denormals(m, optimizers)
+    flush_denormals(m, optimizers)
     assert w[0, 0] == 0 and w[0, 1] == 0 and state["exp_avg_sq"][0, 0] == 0
     rest = torch.ones_like(w, dtype=torch.bool)
     rest[0, :2] = False

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from ferbench import cli
-from ferbench.split_check import compare_splits, image_statistics
+from ferbench.data.split_check import compare_splits, image_statistics
 from ferbench.synthetic import SyntheticConfig, write_layout
 
 

@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from fake_fold import make_fold_files
-from ferbench.clip_sampling import ClipSampler, offset_weights
-from ferbench.data import build_sequence_table
+from ferbench.methods.clip_sampling import ClipSampler, offset_weights
+from ferbench.data.folds import build_sequence_table
 from ferbench.errors import FerbenchError
 from ferbench.methods import Batch, TaskInfo, get_method
 from ferbench.methods.ssl_fer import cutmix
-from ferbench.face_regions import crop_patches, face_swap, region_mask
-from ferbench.ssl_losses import (byol_loss, cosine_momentum, enqueue, moco_loss, momentum_update,
+from ferbench.methods.face_regions import crop_patches, face_swap, region_mask
+from ferbench.methods.ssl_losses import (byol_loss, cosine_momentum, enqueue, moco_loss, momentum_update,
                                  most_similar_negative, nt_xent, nt_xent_pairs, pair_positives)
 
 E = torch.eye(3)
@@ -279,9 +279,9 @@ def test_cutmix_pastes_one_rectangle_from_another_sample():
 # -- a short pretraining lowers the contrastive loss ---------------------------------------------
 @pytest.mark.slow
 def test_short_pretraining_lowers_the_contrastive_loss(tmp_path, one_thread):
-    from ferbench.augment import Augmenter, AugmentConfig
-    from ferbench.data import load_fold
-    from ferbench.engine import Trainer
+    from ferbench.data.augment import Augmenter, AugmentConfig
+    from ferbench.data.folds import load_fold
+    from ferbench.train.trainer import Trainer
 
     cache, folds = make_fold_files(tmp_path, size=16, subjects=6, frames=8)
     data = load_fold(cache, folds, 0, 16)
@@ -480,7 +480,7 @@ def _laplacian_variance(x):
 def test_blur_is_v2_gaussian_blur_per_sample_and_lowers_the_laplacian_variance():
     import torchvision.transforms.v2.functional as TF
 
-    from ferbench.augment import gaussian_blur
+    from ferbench.data.augment import gaussian_blur
 
     x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0)).expand(4, -1, -1, -1).contiguous()
     sigma = torch.tensor([0.0, 0.5, 1.0, 2.0])                          # one image, four sigmas
@@ -498,7 +498,7 @@ def test_blur_is_v2_gaussian_blur_per_sample_and_lowers_the_laplacian_variance()
 def test_hue_and_saturation_are_v2s_per_sample_and_leave_grey_images_alone(caplog):
     import torchvision.transforms.v2.functional as TF
 
-    from ferbench.augment import AugmentConfig, Augmenter, adjust_hue, adjust_saturation
+    from ferbench.data.augment import AugmentConfig, Augmenter, adjust_hue, adjust_saturation
 
     x = torch.rand(5, 3, 12, 12, generator=torch.Generator().manual_seed(1))
     hue = torch.tensor([0.0, 0.1, -0.2, 0.5, -0.35])
@@ -517,7 +517,7 @@ def test_hue_and_saturation_are_v2s_per_sample_and_leave_grey_images_alone(caplo
     images = (x * 255).to(torch.uint8)
     colour = Augmenter(AugmentConfig(**jitter), 3, torch.Generator().manual_seed(0))
     assert not torch.allclose(colour(images), colour(images, train=False), atol=1e-2)
-    with caplog.at_level(logging.WARNING, logger="ferbench.augment"):
+    with caplog.at_level(logging.WARNING, logger="ferbench.data.augment"):
         mono = Augmenter(AugmentConfig(**jitter), 1, torch.Generator().manual_seed(0))
     assert [r.getMessage() for r in caplog.records] == [
         "augment: hue/saturation jitter skipped: the inputs are grey (1 channel)"]
@@ -528,7 +528,7 @@ def test_hue_and_saturation_are_v2s_per_sample_and_leave_grey_images_alone(caplo
 
 
 def test_ssl_pretraining_augmentation_is_the_authors_list():
-    from ferbench.augment import Augmenter
+    from ferbench.data.augment import Augmenter
 
     m = _method("simclr")
     m.stage = "pretrain"
@@ -562,7 +562,7 @@ def _template(dx=0.0, dy=0.0, scale=1.0):
 
 
 def test_landmark_regions_patches_and_alignment():
-    from ferbench.face_regions import box_masks, crop_boxes, landmark_boxes, similarity_theta, warp
+    from ferbench.methods.face_regions import box_masks, crop_boxes, landmark_boxes, similarity_theta, warp
 
     pts = torch.from_numpy(np.stack([_template(), _template(0.1, 0.05)]))
     mouth = landmark_boxes(pts, "mouth")
@@ -625,8 +625,8 @@ def test_face_swap_from_landmarks_keeps_the_expression_region_and_the_identity(c
 
 
 def test_mask_fn_patches_come_from_each_frames_landmarks(clips):
-    from ferbench.augment import Augmenter
-    from ferbench.face_regions import DEFAULT_REGIONS, landmark_boxes
+    from ferbench.data.augment import Augmenter
+    from ferbench.methods.face_regions import DEFAULT_REGIONS, landmark_boxes
 
     table, mask, _ = clips
     pts = _template(0.05, -0.04)

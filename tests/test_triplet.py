@@ -14,12 +14,12 @@ import torch
 
 from fake_fold import make_fold_files, write_config
 from ferbench import cli
-from ferbench.augment import AugmentConfig, Augmenter
+from ferbench.data.augment import AugmentConfig, Augmenter
 from ferbench.errors import FerbenchError
-from ferbench.losses import semi_hard_negatives, squared_distances, triplet_loss
+from ferbench.methods.losses import semi_hard_negatives, squared_distances, triplet_loss
 from ferbench.methods import Batch, TaskInfo, get_method
-from ferbench.data import build_sequence_table
-from ferbench.triplet_sampling import Method1Sampler, Method2Sampler, sorted_distinct, valid_negatives
+from ferbench.data.folds import build_sequence_table
+from ferbench.methods.triplet_sampling import Method1Sampler, Method2Sampler, sorted_distinct, valid_negatives
 
 TEST_FOLD = 0
 
@@ -377,8 +377,8 @@ def _eval_loss(m, data, triplets):
 
 @pytest.mark.slow
 def test_short_pretraining_lowers_the_triplet_loss(tmp_path, one_thread):
-    from ferbench.data import load_fold
-    from ferbench.engine import Trainer
+    from ferbench.data.folds import load_fold
+    from ferbench.train.trainer import Trainer
 
     cache, folds = make_fold_files(tmp_path, size=16, subjects=6, frames=4)
     data = load_fold(cache, folds, 0, 16)

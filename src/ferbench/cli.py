@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="an unreadable sample is an error")
     p.add_argument("--verify", action="store_true", help="decode every image (slow on large sets)")
     p.add_argument("--fold-file", help="CSV subject,fold overriding the sorted-ID fold rule")
-    p.set_defaults(func=_lazy("ferbench.inspection:main"))
+    p.set_defaults(func=_lazy("ferbench.data.inspection:main"))
 
     p = verbs.add_parser("prepare", help="read a dataset and cache its aligned faces once")
     p.add_argument("dataset")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare the official splits' image statistics before caching: a finding "
                         "is a warning, an error, or the check is skipped (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=_lazy("ferbench.preprocess:main"))
+    p.set_defaults(func=_lazy("ferbench.data.prepare:main"))
 
     p = verbs.add_parser("folds", help="assign folds/splits from a cached sample table")
     p.add_argument("dataset")
@@ -72,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folds parquet to write")
     p.add_argument("--protocol", default=None, help="protocol name (default: the dataset's)")
     p.add_argument("--fold-file", help="CSV subject,fold overriding the sorted-ID fold rule")
-    p.set_defaults(func=_lazy("ferbench.protocols:main"))
+    p.set_defaults(func=_lazy("ferbench.data.protocols:main"))
 
     for verb, target, text in (
-        ("pretrain", "ferbench.engine:main_pretrain", "a method's self-supervised/sequence stage"),
-        ("train", "ferbench.engine:main_train", "one job: dataset x method x fold x seed"),
+        ("pretrain", "ferbench.train.jobs:main_pretrain", "a method's self-supervised/sequence stage"),
+        ("train", "ferbench.train.jobs:main_train", "one job: dataset x method x fold x seed"),
     ):
         p = verbs.add_parser(verb, help=text)
         p.add_argument("--config", required=True, help="params.yaml (already validated)")

@@ -275,7 +275,7 @@ def job_task(config: dict[str, Any], dataset: str, method: str, cls: type) -> st
     ``task``, else the class's only task (CAF and AVCE: va), else the dataset protocol's. A
     dataset with both kinds of label (AffectNet) thus serves classification runs and
     valence/arousal runs side by side, each with its own folds table (:func:`folds_name`)."""
-    from ferbench.protocols import resolve_protocol
+    from ferbench.data.protocols import resolve_protocol
 
     block = method_block(config, method)
     if block.get("task"):
@@ -287,7 +287,7 @@ def job_task(config: dict[str, Any], dataset: str, method: str, cls: type) -> st
 
 def folds_name(config: dict[str, Any], dataset: str, task: str) -> str:
     """folds.parquet for the dataset protocol's own task, folds_<task>.parquet for the other."""
-    from ferbench.protocols import resolve_protocol
+    from ferbench.data.protocols import resolve_protocol
 
     own = resolve_protocol(dataset, config["datasets"][dataset].get("protocol"))["task"]
     return "folds.parquet" if task == own else f"folds_{task}.parquet"
@@ -486,8 +486,8 @@ def resolved_settings(config: dict[str, Any], dataset: str, method: str, stage: 
     and with ``files`` ([(path, its own content)], merged in order) the file that set it.
     ``ferbench settings`` prints this and the engine writes it to each run's settings.json."""
     from ferbench.methods import get_method
-    from ferbench.methods.base import method_class_name
-    from ferbench.protocols import resolve_protocol
+    from ferbench.methods.registry import method_class_name
+    from ferbench.data.protocols import resolve_protocol
 
     settings = stage_settings(config, dataset, method, stage, config_path)
     cls = get_method(method_class_name(settings))

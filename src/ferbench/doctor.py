@@ -12,7 +12,7 @@ Walks each folder and reports one line per artefact found:
           and built from the inputs metrics.json names as they are now: the cache's and folds
           table's fingerprints and the encoder file's sha256 (paths as the jobs were given them:
           run doctor from the folder the jobs ran in)
-          every face array's pixels against the hashes prepare recorded (ferbench.cache_content:
+          every face array's pixels against the hashes prepare recorded (ferbench.data.cache_content:
           sampled blocks unless the file's time changed; ``--deep``: every pixel re-hashed)
   temp    a temporary file a killed writer left, naming the command whose next start removes it
           (prepare, folds, train/pretrain, aggregate: each removes its own folder's)
@@ -34,7 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ferbench import cache_content, io, provenance
+from ferbench import io, provenance
+from ferbench.data import cache_content
 from ferbench.errors import FerbenchError
 
 RUN_FILES = ("metrics.json", "checkpoint_last.pt", "encoder.pt", "model.pt", "predictions.parquet", "run.log")

@@ -186,3 +186,16 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_torch_file(path: Path, what: str) -> Any:
+    """torch.load(weights_only=True) of a weights file; a missing or unreadable one is one
+    FerbenchError naming the file and ``what`` it should have been."""
+    import torch  # lazily: the command line imports io before it may import torch (startup)
+
+    if not path.is_file():
+        raise FerbenchError(f"{path}: {what} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise FerbenchError(f"{path}: corrupt or unreadable {what} ({type(err).__name__})") from None

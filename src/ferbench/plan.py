@@ -116,7 +116,7 @@ class Plan:
 
     def folds(self, dataset: str) -> list[int]:
         """The budget's folds that exist in the dataset's protocol (all of them for null)."""
-        from ferbench.protocols import resolve_protocol
+        from ferbench.data.protocols import resolve_protocol
 
         try:
             total = resolve_protocol(dataset, self.config["datasets"][dataset].get("protocol"))["folds"]
@@ -296,7 +296,7 @@ class Plan:
 
     def protocol_task(self, dataset: str) -> str:
         """The task of the dataset's own protocol (its folds.parquet)."""
-        from ferbench.protocols import resolve_protocol
+        from ferbench.data.protocols import resolve_protocol
 
         return str(resolve_protocol(dataset, self.config["datasets"][dataset].get("protocol"))["task"])
 

@@ -4,7 +4,7 @@ Fingerprints (sha256 hex) recorded at write time:
 
   report.json    ``samples_fingerprint``: the cached sample table (sample ids in cache order and
                  the columns the folds derive from); ``settings``: the crop settings;
-                 ``content``: each face array's pixel sha256 (ferbench.cache_content); and
+                 ``content``: each face array's pixel sha256 (ferbench.data.cache_content); and
                  ``fingerprint``: all three together. report.json is also the completion marker.
   folds.json     ``source``: {``samples``: the samples.parquet it was built from,
                  ``samples_fingerprint``}; ``fingerprint``: folds.parquet's own content.

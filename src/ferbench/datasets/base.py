@@ -161,7 +161,7 @@ class Reader(abc.ABC):
     #: recorded with a fixed camera and a still head (CK+, MMI): ``prepare`` crops every frame of
     #: a sequence with one box, so frames stay aligned with their neutral first frame
     fixed_camera: ClassVar[bool] = False
-    #: the protocol (ferbench.protocols: kind, folds, classes, selection, task) that
+    #: the protocol (ferbench.data.protocols: kind, folds, classes, selection, task) that
     #: ``params.yaml`` ``datasets.<name>.protocol`` overrides key by key
     default_protocol: ClassVar[dict[str, Any]] = {
         "kind": "kfold", "folds": 10, "classes": 7, "selection": "all", "task": "classification",

@@ -81,7 +81,7 @@ import torch
 from torch import nn
 
 from ferbench.errors import FerbenchError
-from ferbench.losses import (AVCE_SIMILARITIES, av_loss, avce_discriminative_loss, avce_infonce_loss,
+from ferbench.methods.losses import (AVCE_SIMILARITIES, av_loss, avce_discriminative_loss, avce_infonce_loss,
                              avce_objective, avce_similarity, barlow_twins_loss, sparsemax)
 from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised

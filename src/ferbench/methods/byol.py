@@ -14,7 +14,7 @@ from torch import nn
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.ssl_base import MomentumSSLMethod
 from ferbench.models import mlp
-from ferbench.ssl_losses import byol_loss
+from ferbench.methods.ssl_losses import byol_loss
 
 
 class BYOL(MomentumSSLMethod):

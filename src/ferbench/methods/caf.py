@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from ferbench.errors import FerbenchError
-from ferbench.losses import (CAF_GROUPINGS, adaptive_margin, av_loss, caf_pair_distances,
+from ferbench.methods.losses import (CAF_GROUPINGS, adaptive_margin, av_loss, caf_pair_distances,
                              contrastive_hinge, emotion_groups, fisher_critic_loss, pcc_torch)
 from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised

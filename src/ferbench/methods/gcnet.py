@@ -123,9 +123,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.augment import Augmenter
+from ferbench.data.augment import Augmenter
 from ferbench.errors import FerbenchError
-from ferbench.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
+from ferbench.methods.losses import gcnet_reconstruction_loss, hadsell_contrastive_loss, half_squared_error
 from ferbench.methods.base import Batch, GpuCheck, ParamGroup, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models.gcnet import Generator, VectorDecoder, check_mirrorable, encode_with_switches

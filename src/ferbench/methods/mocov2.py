@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, TaskInfo
 from ferbench.methods.ssl_base import MomentumSSLMethod
-from ferbench.ssl_losses import enqueue, moco_loss
+from ferbench.methods.ssl_losses import enqueue, moco_loss
 
 
 class MoCoV2(MomentumSSLMethod):

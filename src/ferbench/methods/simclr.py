@@ -12,7 +12,7 @@ import torch
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, GpuCheck, TaskInfo
 from ferbench.methods.ssl_base import SSLMethod
-from ferbench.ssl_losses import nt_xent_pairs
+from ferbench.methods.ssl_losses import nt_xent_pairs
 
 
 class SimCLR(SSLMethod):

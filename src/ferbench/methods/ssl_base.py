@@ -35,12 +35,12 @@ from typing import Any, ClassVar, Mapping
 import torch
 from torch import nn
 
-from ferbench.augment import GREY_WEIGHTS, Augmenter
+from ferbench.data.augment import GREY_WEIGHTS, Augmenter
 from ferbench.errors import FerbenchError
 from ferbench.methods.base import Batch, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import mlp
-from ferbench.ssl_losses import cosine_momentum, momentum_update
+from ferbench.methods.ssl_losses import cosine_momentum, momentum_update
 
 
 class SSLMethod(Supervised):

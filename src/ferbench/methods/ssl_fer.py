@@ -26,7 +26,7 @@ switches that compose, then fine-tuning (or a linear probe) on the target.
   positive view of another sample of the batch.
 
 FaceSwap's parts and MaskFN's patches come from each frame's 68 landmarks (the face cache's
-landmarks.npy, :mod:`ferbench.face_regions`): boxes around the parts' points (the authors used
+landmarks.npy, :mod:`ferbench.methods.face_regions`): boxes around the parts' points (the authors used
 their convex hulls), and FaceSwap warps the expression's face onto the identity's by the
 similarity transform of their landmarks (Procrustes, as the authors). A frame without landmarks
 (a reader without points, an older cache) uses the canonical boxes of the aligned crop
@@ -36,7 +36,7 @@ The offsets and interval are in frames of the authors' VoxCeleb frames (25/6 fps
 benchmark's short synthetic clips scale them down (params.yaml does). Clip frames are in time
 order (the SequenceTable sorts them; the authors' code did not). Frames of clips too short for
 the offset or the interval are counted and skipped (one log line, ``extra_metrics``); only when
-no frame is usable is it an error. Samplers: :mod:`ferbench.clip_sampling`.
+no frame is usable is it an error. Samplers: :mod:`ferbench.methods.clip_sampling`.
 """
 
 from __future__ import annotations
@@ -52,17 +52,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.augment import Augmenter
-from ferbench.checkpoint import load_torch_file
-from ferbench.clip_sampling import ClipSampler
-from ferbench.data import build_sequence_table
+from ferbench.data.augment import Augmenter
+from ferbench.io import load_torch_file
+from ferbench.methods.clip_sampling import ClipSampler
+from ferbench.data.folds import build_sequence_table
 from ferbench.errors import FerbenchError
-from ferbench.face_regions import (DEFAULT_REGIONS, IBUG, box_masks, boxes_or_default, check_box, crop_boxes,
+from ferbench.methods.face_regions import (DEFAULT_REGIONS, IBUG, box_masks, boxes_or_default, check_box, crop_boxes,
                                    face_swap, landmark_boxes, similarity_theta, warp)
 from ferbench.methods.base import Batch, GpuCheck, TaskInfo
 from ferbench.methods.simclr import SimCLR
 from ferbench.models import build_backbone
-from ferbench.ssl_losses import most_similar_negative, nt_xent_pairs, pair_positives
+from ferbench.methods.ssl_losses import most_similar_negative, nt_xent_pairs, pair_positives
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 from ferbench.errors import FerbenchError
-from ferbench.losses import av_loss
+from ferbench.methods.losses import av_loss
 from ferbench.methods.base import Batch, GpuCheck, Method, RecipeRow, TaskInfo
 from ferbench.models import LinearHead, build_backbone, load_backbone_weights
 

@@ -6,7 +6,7 @@ What differs from :class:`~ferbench.methods.supervised.Supervised`:
 * an embedding head ``embed``: Linear(feature_dim -> ``embedding_dim`` = 512), its output
   L2-normalised: f(x) on the unit hypersphere ("CT512");
 * a pretraining stage on (anchor, positive, negative) frames drawn from the sequences of the
-  training-fold subjects by ``ferbench.triplet_sampling``: ``sampling`` m1 (same sequence for
+  training-fold subjects by ``ferbench.methods.triplet_sampling``: ``sampling`` m1 (same sequence for
   anchor < positive, the same subject's other-emotion sequence for the negative), m2 (three
   sorted frames of one sequence) or m12 (Method 1 for the first ``m12_switch`` fraction of the
   pretraining epochs, then Method 2: the paper's best, CT512_2);
@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferbench.data import build_sequence_table
+from ferbench.data.folds import build_sequence_table
 from ferbench.errors import FerbenchError
-from ferbench.losses import semi_hard_negatives, squared_distances, triplet_loss
+from ferbench.methods.losses import semi_hard_negatives, squared_distances, triplet_loss
 from ferbench.methods.base import Batch, GpuCheck, RecipeRow, TaskInfo
 from ferbench.methods.supervised import Supervised
 from ferbench.models import LinearHead
-from ferbench.triplet_sampling import SAMPLERS, Sampler, valid_negatives
+from ferbench.methods.triplet_sampling import SAMPLERS, Sampler, valid_negatives
 
 log = logging.getLogger(__name__)
 

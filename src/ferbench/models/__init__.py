@@ -84,7 +84,7 @@ def _strict_keys(backbone: nn.Module, state: dict[str, Any]) -> tuple[list[str],
 
 
 def _backbone_state_from_file(path: Path) -> dict[str, Any]:
-    from ferbench.checkpoint import load_torch_file
+    from ferbench.io import load_torch_file
 
     payload = load_torch_file(path, "backbone weights file")
     if isinstance(payload, dict) and isinstance(payload.get("state"), dict):

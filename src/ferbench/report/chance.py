@@ -11,7 +11,7 @@ test size (Lin's CCC has approximately the variance of a correlation's z when it
 small; a rough but conservative screen at these sample sizes).
 
 A score is *at chance* when p >= ALPHA. Probes: the kNN scores that ``train --pretrained``
-records in metrics.json ``probe`` (:mod:`ferbench.probe`), averaged over runs.
+records in metrics.json ``probe`` (:mod:`ferbench.train.probe`), averaged over runs.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ class Col:
 def declared_rows() -> dict[str, tuple[str, ...]]:
     """{paper row label: run names} of every registered method class's ``published_rows``
     (imports the method registry, hence torch, on first use only)."""
-    from ferbench.methods.base import declared, get_method, method_names
+    from ferbench.methods.registry import declared, get_method, method_names
 
     rows: dict[str, tuple[str, ...]] = {}
     for name in method_names():

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from ferbench.errors import FerbenchError
-from ferbench.metrics import VA_KEYS
+from ferbench.train.metrics import VA_KEYS
 from ferbench.report.stats import confidence_interval
 
 TASKS = ("classification", "va")
@@ -81,7 +81,7 @@ class Run:
     steps: int = 0
     wall_s: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
-    probe: dict[str, Any] | None = None   # kNN probes of a pretrained run (ferbench.probe)
+    probe: dict[str, Any] | None = None   # kNN probes of a pretrained run (ferbench.train.probe)
     image_size: int | None = None   # from settings.json
     epochs: int | None = None       # from settings.json
     protocol: str | None = None     # from settings.json: protocol_label of its kind and folds

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from ferbench.augment import GREY_WEIGHTS
+from ferbench.data.augment import GREY_WEIGHTS
 from ferbench.datasets.base import Reader
 from ferbench.errors import FerbenchError
 

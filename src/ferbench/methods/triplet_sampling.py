@@ -1,5 +1,5 @@
 """Triplet samplers over expression sequences (seed 000, Garg et al.), pure functions of a
-:class:`~ferbench.data.SequenceTable` (the training subjects' sequences, cut at their apex so
+:class:`~ferbench.data.folds.SequenceTable` (the training subjects' sequences, cut at their apex so
 that MMI's offset phase never reads as "more intense"), drawing with a ``torch.Generator``.
 Frame number stands for intensity: CK+/Oulu/MMI/synthetic sequences go from a neutral onset to
 the apex.
@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench.data import SequenceTable
+from ferbench.data.folds import SequenceTable
 from ferbench.errors import FerbenchError
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats
 from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
 
-from ferbench import metrics as M
+from ferbench.train import metrics as M
 
 K = 20
 #: a larger bank is subsampled (seeded): a kNN vote over 20,000 samples is stable, and the

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ferbench import cache_content, protocols, provenance
+from ferbench import provenance
+from ferbench.data import cache_content, protocols
 from ferbench.errors import FerbenchError
 
 

@@ -13,7 +13,7 @@ from ferbench.precision import float32_loss
 # Valence/arousal regression: L_AV (CAF, AVCE) and its correlation terms
 # =============================================================================================
 # Batch-level, differentiable, population moments (ddof=0) as in the textbook metrics of
-# ferbench.metrics. ``eps`` only keeps a constant batch (or a perfect fit, for the square
+# ferbench.train.metrics. ``eps`` only keeps a constant batch (or a perfect fit, for the square
 # root) from producing NaN/inf; it is negligible unless a batch's variance is tiny.
 
 

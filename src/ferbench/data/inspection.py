@@ -12,7 +12,7 @@ Keys (text, or exactly these in the one --json object):
   skipped    reason -> count (the reader's, plus "unreadable image" with --verify)
   split_statistics  official splits only: split -> image count and median size, channels,
              contrast and sharpness over up to split_check.SPLIT_SAMPLE images per split
-             (see ferbench.split_check)
+             (see ferbench.data.split_check)
   split_warnings    the statistics on which the splits differ far beyond sampling; with
              --strict the first one is an error
 """
@@ -32,9 +32,9 @@ from tqdm import tqdm
 from ferbench.datasets import get_reader
 from ferbench.datasets.base import Reader
 from ferbench.errors import FerbenchError
-from ferbench.preprocess import UNREADABLE
-from ferbench.protocols import assign_folds
-from ferbench.split_check import check_splits, format_summary, report_problems, summary_dict
+from ferbench.data.prepare import UNREADABLE
+from ferbench.data.protocols import assign_folds
+from ferbench.data.split_check import check_splits, format_summary, report_problems, summary_dict
 
 
 def _units(folds_df: pd.DataFrame) -> pd.Series:

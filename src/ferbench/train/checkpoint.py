@@ -66,20 +66,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return payload
 
 
-def load_torch_file(path: Path, what: str) -> Any:
-    """torch.load(weights_only=True) of a weights file; a missing or unreadable one is one
-    FerbenchError naming the file and ``what`` it should have been."""
-    if not path.is_file():
-        raise FerbenchError(f"{path}: {what} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise FerbenchError(f"{path}: corrupt or unreadable {what} ({type(err).__name__})") from None
-
-
 def save_torch(path: Path, obj: Any) -> None:
     """torch.save atomically; refused (one line) when a tensor in ``obj`` is NaN or inf."""
-    from ferbench.divergence import require_finite
+    from ferbench.train.divergence import require_finite
 
     require_finite(obj, path, path.name)
     with io.atomic_path(path, suffix=".pt") as tmp:

@@ -1,5 +1,5 @@
 """Frame sampling in clips for seed 001 (Shu et al.): TimeAug positives and HardNeg anchors, pure
-functions of a :class:`~ferbench.data.SequenceTable` (the training subjects' clips, frames in
+functions of a :class:`~ferbench.data.folds.SequenceTable` (the training subjects' clips, frames in
 time order), drawing with a ``torch.Generator``.
 
 * TimeAug: the positive of an anchor frame is another frame of the same clip ``d`` frames away,
@@ -25,9 +25,9 @@ import dataclasses
 import numpy as np
 import torch
 
-from ferbench.data import SequenceTable
+from ferbench.data.folds import SequenceTable
 from ferbench.errors import FerbenchError
-from ferbench.triplet_sampling import uniform_index
+from ferbench.methods.triplet_sampling import uniform_index
 
 
 def offset_weights(min_offset: int, max_offset: int) -> np.ndarray:
