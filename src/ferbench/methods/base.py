@@ -22,7 +22,7 @@ Lifecycle (one job = dataset x method x fold x seed x stage; the engine drives)
 
     cls = get_method(block.get("class", run_name))
     m = cls(settings, task)              # builds every network (seeded); no data yet
-    m.setup(data, stage)                 # stage "pretrain" | "train"; data: FoldData (see data.py)
+    m.setup(data, stage)                 # stage "pretrain" | "train"; data: FoldData (see data/folds.py)
     m.load_pretrained(state)             # train --pretrained only (from the pretrain's encoder.pt)
     m.to(device)                         # + the job's memory format; m.autocast is set
     m.steps_per_epoch, m.total_steps = m.num_batches(), epochs * m.num_batches()
@@ -193,7 +193,7 @@ class Method(nn.Module, metaclass=abc.ABCMeta):
     #: hyperparameters and their defaults (merged along the MRO)
     defaults: ClassVar[dict[str, Any]] = {
         "channels": 3,   # input channels the networks take (1: grey, converted on the device)
-        "augment": {},   # AugmentConfig overrides (see augment.py), both stages
+        "augment": {},   # AugmentConfig overrides (see data/augment.py), both stages
         "pretrain_augment": {},  # further overrides for the pretraining stage (SSL: strong)
     }
     #: declared types of hyperparameters whose default does not say it (a null default):
