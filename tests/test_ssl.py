@@ -643,11 +643,11 @@ def test_mask_fn_patches_come_from_each_frames_landmarks(clips):
     m.stage = "pretrain"
     views = m.transform(batch, Augmenter(m.augment_config(), 3, torch.Generator().manual_seed(0)), train=True)
     assert len(views) == 4
-    eyes = batch.part_boxes["eyes"]                                    # column-major: [col 0 rows, col 1 rows]
+    eyes = m.part_boxes(batch)["eyes"]                                 # column-major: [col 0 rows, col 1 rows]
     order = rows.T.reshape(-1)
     want = landmark_boxes(torch.from_numpy(pts)[None], "eyes")[0]
     for i, pos in enumerate(order):
         expected = want if pos % 2 == 0 else torch.tensor(DEFAULT_REGIONS["eyes"])
         assert torch.allclose(eyes[i], expected, atol=1e-6), (i, pos)
-    desc = m.part_descriptors(views[2:], batch.part_boxes)
+    desc = m.part_descriptors(views[2:], m.part_boxes(batch))
     assert len(desc) == 2 and desc[0].shape == (6, 2 * m.feature_dim)

@@ -135,9 +135,6 @@ class Batch:
     labels: torch.Tensor                  # int64 [B] class of column 0 (-1: none)
     va: torch.Tensor                      # float32 [B, 2] valence/arousal of column 0
     views: list[torch.Tensor] = dataclasses.field(default_factory=list)  # k float [B, C', S, S]
-    #: patch boxes of the un-augmented views ({region: float [V * B, 4]}), set by methods that
-    #: crop face parts in ``transform`` (MaskFN) for their step; None: the fixed regions
-    part_boxes: dict[str, torch.Tensor] | None = None
 
     @property
     def x(self) -> torch.Tensor:

@@ -272,12 +272,16 @@ class SSLFER(SimCLR):
             b, k = batch.images.shape[:2]
             clean = augmenter(batch.images.flatten(0, 1), train=False)
             views += list(clean.view(b, k, *clean.shape[1:]).unbind(1))
-            # the patches' boxes, per clean view (column-major, as torch.cat(views) stacks them)
-            points = self.batch_landmarks(batch)
-            cols = None if points is None else points.transpose(0, 1).flatten(0, 1)
-            batch.part_boxes = {name: self.region_boxes(cols, name, b * k, batch.images.device)
-                                for name in ("eyes", "mouth")}
         return views
+
+    def part_boxes(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """MaskFN: the patches' boxes ({eyes, mouth}: [k * B, 4]) of the batch's clean views,
+        column-major as torch.cat(views) stacks them: from each image's landmarks, else the
+        fixed regions."""
+        b, k = batch.images.shape[:2]
+        points = self.batch_landmarks(batch)
+        cols = None if points is None else points.transpose(0, 1).flatten(0, 1)
+        return {name: self.region_boxes(cols, name, b * k, batch.images.device) for name in ("eyes", "mouth")}
 
     def swap_positives(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
         """uint8 [B, k, C, S, S] with each positive column's images, with probability
@@ -317,8 +321,8 @@ class SSLFER(SimCLR):
                          boxes: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor]:
         """MaskFN: [eye features, mouth features] (each L2-normalised) of each view, frozen
         encoder, both patches (``mask_fn_patch`` x the view's side) in one pass; each view's
-        patch boxes from ``boxes`` ({eyes, mouth}: [V * B, 4], as ``transform`` leaves them on
-        the batch) or the fixed regions."""
+        patch boxes from ``boxes`` ({eyes, mouth}: [V * B, 4], as :meth:`part_boxes` gives them)
+        or the fixed regions."""
         x = torch.cat(views)
         size = max(8, round(float(self.hp["mask_fn_patch"]) * views[0].shape[-1]))
         patches = [crop_boxes(x, (boxes[name] if boxes is not None
@@ -334,7 +338,7 @@ class SSLFER(SimCLR):
             return super().pretraining_step(batch, optimizers)
         k = len(batch.views) // 2
         left, right = self.contrastive_pairs(self.project_views(batch.views[:k]))
-        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:], batch.part_boxes))
+        d_left, d_right = self.contrastive_pairs(self.part_descriptors(batch.views[k:], self.part_boxes(batch)))
         fn = most_similar_negative(torch.cat([d_left, d_right]), pair_positives(len(d_left)))
         loss = nt_xent_pairs(left, right, float(self.hp["temperature"]), fn, float(self.hp["mask_fn_weight"]))
         return {"loss": loss}
