@@ -5,6 +5,9 @@ renamed at the end; a failure removes it. A SIGKILL cannot be caught: the next s
 writer removes what was left (:func:`remove_temporaries`). SIGTERM (what ``scancel`` sends) is
 turned into :class:`Terminated` while :func:`signals_as_errors` is active, so the same cleanup
 runs. A read-only folder, a full disk or a quota becomes one FerbenchError naming the artefact.
+
+Reading goes through here too where a file can be missing or corrupt: :func:`load_torch_file`
+(a weights file, for models, methods and the training job alike).
 """
 
 from __future__ import annotations
