@@ -9,8 +9,12 @@ resolved here) after ``--warmup``, in fresh processes; the modes alternate ``--r
 Printed per repeat: training images/s of all jobs together (images over the span from the first
 job's first timed step to the last job's last) and the load average around it.
 
+``--busy N`` keeps N other processes busy (one core each, a float32 matrix product in a loop,
+as another user's job would) while each mode runs: the "shared machine" case.
+
     python benchmarks/bench_cpu_jobs.py                     # FER-2013-sized, cpu budget
     python benchmarks/bench_cpu_jobs.py --steps 200 --repeats 3
+    python benchmarks/bench_cpu_jobs.py --busy 1            # with one other busy process
 """
 
 from __future__ import annotations
@@ -61,18 +65,29 @@ def worker(args: argparse.Namespace) -> None:
                       "path": path, "threads": torch.get_num_threads()}))
 
 
+BUSY_LOOP = ("import os; os.environ['OMP_NUM_THREADS'] = '1'; import numpy as np; "
+             "a = np.ones((256, 256), np.float32)\nwhile True: a = (a @ a) * np.float32(1e-3)")
+
+
 def run_mode(args: argparse.Namespace, cache: Path, folds: Path, jobs: int, threads: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--threads", str(threads), "--cache", str(cache),
            "--folds", str(folds), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--config", args.config, "--budget", args.budget, "--backbone", args.backbone]
-    load0 = os.getloadavg()[0]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise SystemExit(f"worker failed ({proc.returncode})")
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP], env={**os.environ, "OMP_NUM_THREADS": "1"})
+            for _ in range(args.busy)]
+    try:
+        load0 = os.getloadavg()[0]
+        procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(jobs)]
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode:
+                raise SystemExit(f"worker failed ({proc.returncode})")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
     per_job = [r["images"] / (r["end"] - r["start"]) for r in results]
     return {"jobs": jobs, "threads": threads, "images_per_s": sum(r["images"] for r in results) / span,
@@ -88,6 +103,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--busy", type=int, default=0, help="other busy one-core processes during each mode")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--cache", help=argparse.SUPPRESS)
@@ -116,7 +132,7 @@ def main() -> None:
         rates = [r["images_per_s"] for r in rows if r["jobs"] == jobs]
         print(f"{jobs} job(s) x {threads} thread(s): best {max(rates):.1f}, worst {min(rates):.1f} images/s "
               f"({args.images} cached images at {size} px, {args.steps} timed steps per job, wall clock, "
-              f"{os.cpu_count()} CPUs)")
+              f"{os.cpu_count()} CPUs, {args.busy} other busy process(es))")
 
 
 if __name__ == "__main__":

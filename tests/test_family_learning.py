@@ -49,7 +49,7 @@ SCHEDULES = {
     "mocov2": {"epochs": 10, "pretrain": {"epochs": 5}},
     # the synthetic clips have 8 frames: TimeAug offsets and the HardNeg interval scaled as the
     # demo budget scales them (the paper's 2..6 and 12 leave no usable HardNeg frame)
-    "ssl_timeaug_hardneg": {"epochs": 10, "pretrain": {"epochs": 8}, "time_offsets": [1, 2],
+    "ssl_timeaug_hardneg": {"epochs": 10, "pretrain": {"epochs": 5}, "time_offsets": [1, 2],
                             "hard_neg_interval": 4},
     "gcnet_s1r1": {"epochs": 10, "pretrain": {"epochs": 4}, "image_size": 32},
     "cnn_baseline": {"epochs": 15, "image_size": 32},

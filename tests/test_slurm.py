@@ -38,7 +38,9 @@ MINI = SLURM_DIR / "mini" / "Snakefile"
 PROFILES = REPO / "workflow" / "profiles"
 VENV_BIN = Path(sys.executable).parent
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-FAST = ["--slurm-init-seconds-before-status-checks", "2"]
+# the first status check 2 s after a submission, then every 2 s (Snakemake's default: 10 s,
+# which a test waits out after each of its jobs ends)
+FAST = ["--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
 # the mini workflow's train job: 16 checkpointed steps; the delay per step changes no result,
 # only how long there is to cancel a running job (Snakemake's status checks back off by 10 s
 # each time no job finished, so slow jobs make slow tests)
@@ -378,7 +380,8 @@ def test_sbatch_refuses_gpu_job_on_cluster_without_gpus(slurm_cluster, tmp_path)
 # synthetic layout it needs; a checkpoint every 2 steps so a job can be cancelled mid-run.
 DEMO_OVERRIDES = {
     "run": {"datasets": ["ckplus"], "methods": ["supervised"], "seeds": [0]},
-    "synthetic": {"layouts": ["ckplus"]},
+    # 20 subjects (2 per test fold), not the demo's 40: the run is only compared, not scored
+    "synthetic": {"layouts": ["ckplus"], "subjects": 20},
     "budgets": {"demo": {"folds": [0, 1], "checkpoint_every": 2}},
     # training's memory made small enough for any test machine (the profiles set none)
     "resources": {"train": {"mem_mb": 2000}, "pretrain": {"mem_mb": 2000}},
@@ -422,32 +425,12 @@ def demo_reference(tmp_path_factory):
 @pytest.mark.slurm
 @pytest.mark.slow
 @needs_workflow
-def test_demo_under_slurm_equals_local_run(slurm_cluster, demo_reference, tmp_path):
-    profile = slurm_profile(tmp_path, "slurm-cpu")
-    work, cmd = demo_run(tmp_path, "work", "--workflow-profile", profile, *FAST)
-    res = snakemake(*cmd, timeout=2400)
-    assert res.returncode == 0, res.stdout[-6000:]
-    jobs = submitted(res.stdout)
-    # synthesize, prepare, folds, train x2, aggregate
-    assert len(jobs) == 6, res.stdout[-6000:]
-    known = slurm_jobs(jobs)
-    assert {i["JobState"] for i in known.values()} == {"COMPLETED"}
-    # sbatch got params.yaml's resources (the profile sets none): train's memory as overridden
-    # in DEMO_OVERRIDES, its time as shipped
-    train = [known[j] for j, log in jobs.items() if "rule_train" in str(log)]
-    minutes = yaml.safe_load((REPO / "params.yaml").read_text())["resources"]["train"]["runtime"]
-    assert {t["MinMemoryNode"] for t in train} == {"2000M"}
-    assert {t["TimeLimit"] for t in train} == {f"{minutes // 60:02d}:{minutes % 60:02d}:00"}
-    for jid, log in jobs.items():
-        assert log.is_file() and log.name == f"{jid}.log"
-        assert (work / "results/logs/slurm") in log.parents
-    assert tables(work) == demo_reference
-
-
-@pytest.mark.slurm
-@pytest.mark.slow
-@needs_workflow
-def test_demo_cancelled_training_resumes_under_slurm(slurm_cluster, demo_reference, tmp_path):
+def test_demo_under_slurm_with_a_cancelled_training_equals_local_run(slurm_cluster, demo_reference, tmp_path):
+    """The real workflow (reduced demo) through slurmctld, one training job cancelled after its
+    first checkpoint: Snakemake retries it as a new SLURM job, the retry resumes from that
+    checkpoint, every other job completes with params.yaml's resources, and the tables are the
+    local run's byte for byte. (One run checks both: a demo run under SLURM is the costliest
+    test of the suite; the mini workflow above checks the retry's doubled resources.)"""
     profile = slurm_profile(tmp_path, "slurm-cpu")
     work, cmd = demo_run(tmp_path, "work", "--workflow-profile", profile, *FAST)
     run_dir = work / TRAIN_DIR.format(fold=0)
@@ -462,4 +445,21 @@ def test_demo_cancelled_training_resumes_under_slurm(slurm_cluster, demo_referen
     assert f"SLURM-job '{victim}' failed, SLURM status is: 'CANCELLED'" in output
     run_log = (run_dir / "run.log").read_text()
     assert re.search(r"resumed from \S*checkpoint_last\.pt at step [1-9]", run_log), run_log
+
+    jobs = submitted(output)
+    # synthesize, prepare, folds, train x2, aggregate, and the cancelled training's retry
+    assert len(jobs) == 7 and victim in jobs, output[-6000:]
+    known = slurm_jobs(jobs)
+    assert known.pop(victim)["JobState"] == "CANCELLED"
+    assert {i["JobState"] for i in known.values()} == {"COMPLETED"}, known
+    # sbatch got params.yaml's resources (the profile sets none): train's memory as overridden
+    # in DEMO_OVERRIDES, its time as shipped (the first attempt's: retries ask for more)
+    train = [known[j] for j, log in jobs.items() if "rule_train" in str(log) and j in known]
+    minutes = yaml.safe_load((REPO / "params.yaml").read_text())["resources"]["train"]["runtime"]
+    first = [t for t in train if t["TimeLimit"] == f"{minutes // 60:02d}:{minutes % 60:02d}:00"]
+    assert len(train) == 2 and len(first) == 1, train
+    assert first[0]["MinMemoryNode"] == "2000M", first
+    for jid, log in jobs.items():
+        assert log.is_file() and log.name == f"{jid}.log"
+        assert (work / "results/logs/slurm") in log.parents
     assert tables(work) == demo_reference
