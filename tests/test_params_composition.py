@@ -61,7 +61,11 @@ def test_everything_but_the_method_blocks_is_as_before():
     for budget in now["budgets"].values():
         for key in ADDED_KEYS:
             budget.pop(key, None)
-    assert now == {k: v for k, v in BEFORE.items() if k != "methods"}
+    before = copy.deepcopy({k: v for k, v in BEFORE.items() if k != "methods"})
+    # changed since on purpose: FER-2013's jobs no longer take two threads under cpu
+    # (docs/cpu-speed.md: two one-thread jobs side by side measured faster)
+    assert before["datasets"]["fer2013"]["budgets"].pop("cpu") == {"resources": {"train": {"threads": 2}}}
+    assert now == before
     assert list(NOW["methods"]) == list(BEFORE["methods"])
 
 

@@ -164,12 +164,17 @@ def test_the_job_list_is_closed_and_each_file_has_one_maker(budget):
 
 
 def test_resources_take_a_dataset_s_own_under_its_budget():
-    cpu = plan_of(budget="cpu")
+    def two_threads_for_fer2013_under_cpu(config):
+        config["datasets"]["fer2013"]["budgets"] = {"cpu": {"resources": {"train": {"threads": 2}}}}
+
+    cpu = plan_of(two_threads_for_fer2013_under_cpu, budget="cpu")
     assert cpu.train_job("fer2013", "supervised", 0, 0).resources["threads"] == 2
     assert cpu.train_job("ckplus", "supervised", 0, 0).resources["threads"] == 1
     assert step_resources(cpu.config, "train", "fer2013") == {**PARAMS["resources"]["train"], "threads": 2}
-    demo = plan_of()
+    demo = plan_of(two_threads_for_fer2013_under_cpu)
     assert demo.train_job("fer2013", "supervised", 0, 0).resources == PARAMS["resources"]["train"]
+    # shipped: one thread per FER-2013 job under cpu too (docs/cpu-speed.md, two jobs side by side)
+    assert plan_of(budget="cpu").train_job("fer2013", "supervised", 0, 0).resources == PARAMS["resources"]["train"]
 
 
 def test_folds_of_the_budget_that_the_protocol_lacks_are_one_line():
