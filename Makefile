@@ -1,7 +1,7 @@
 # make run       : create .venv (if absent), install ferbench, run the benchmark (snakemake)
 # make test      : same setup, then every test tier (what .ci/run calls): fast, slow (trains),
 #                  e2e (Snakemake/DVC runs), slurm and browser (each skipped, with the reason,
-#                  where its service cannot start), on two pytest-xdist workers
+#                  where its service cannot start), on three pytest-xdist workers
 # make test-fast : same setup, then the fast tier only (no training, no workflow run): the edit loop
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
@@ -13,7 +13,11 @@ PROFILE := workflow/profiles/default
 # together, the SLURM cluster); --no-loadscope-reorder hands the files out in the order
 # tests/conftest.py sorts them, the longest work first. (Not loadgroup: with pytest 9.2 it
 # silently stops grouping, pytest-xdist issue #1386.)
-WORKERS := 2
+# Three workers on two cores: the SLURM, Snakemake and DVC tests spend much of their time
+# waiting on other processes (slurmctld's scheduling, job start-up), so with two workers the
+# cores were busy 73% of the time and with three 88% (torch takes one thread per worker:
+# tests/conftest.py).
+WORKERS := 3
 PYTEST  := $(VENV)/bin/pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Workflow rules call `ferbench`, DVC calls `snakemake`: both live in the venv.

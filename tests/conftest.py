@@ -25,7 +25,7 @@ TIERS = ("slow", "e2e", "slurm", "browser")
 
 @pytest.hookimpl(tryfirst=True)   # before -m deselects by marker
 def pytest_collection_modifyitems(config, items):
-    """Unmarked tests are fast. The longest work is started first, so that two pytest-xdist
+    """Unmarked tests are fast. The longest work is started first, so that the pytest-xdist
     workers do not end with one long file running alone (make test hands out whole files, in
     the order of their first test here: --dist loadfile --no-loadscope-reorder): SLURM, the
     workflow runs, the trainings, then the rest. The order within each of these, and so within
