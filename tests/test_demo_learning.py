@@ -24,7 +24,7 @@ from ferbench.method_blocks import method_block
 from ferbench.synthetic import SyntheticConfig, write_layout
 
 REPO = Path(__file__).resolve().parents[1]
-FOLDS = (0, 1, 2)
+FOLDS = (0, 1)   # the demo trains fold 0; fold 1 too, so one lucky fold cannot pass the test
 CHANCE = 1 / 7
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 DEMO = PARAMS["budgets"]["demo"]
