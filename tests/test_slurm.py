@@ -386,8 +386,6 @@ DEMO_OVERRIDES = {
     # training's memory made small enough for any test machine (the profiles set none)
     "resources": {"train": {"mem_mb": 2000}, "pretrain": {"mem_mb": 2000}},
 }
-WORKFLOW_READY = (REPO / "workflow" / "rules" / "train.smk").exists()
-needs_workflow = pytest.mark.skipif(not WORKFLOW_READY, reason="the workflow is not written yet")
 TRAIN_DIR = "results/runs/ckplus/supervised/fold{fold}/seed0"
 
 
@@ -424,7 +422,6 @@ def demo_reference(tmp_path_factory):
 
 @pytest.mark.slurm
 @pytest.mark.slow
-@needs_workflow
 def test_demo_under_slurm_with_a_cancelled_training_equals_local_run(slurm_cluster, demo_reference, tmp_path):
     """The real workflow (reduced demo) through slurmctld, one training job cancelled after its
     first checkpoint: Snakemake retries it as a new SLURM job, the retry resumes from that
